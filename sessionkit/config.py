@@ -1,0 +1,292 @@
+"""SessionConfig: every setting in one validated value, built from kwargs, a URL or the environment.
+
+Validation happens here, at startup, so a wrong setting fails the deploy with the fix in the
+message instead of failing a user's request later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any, Literal, TypeAlias
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ConfigError
+
+Duration: TypeAlias = float | int | timedelta | str
+SameSite: TypeAlias = Literal["lax", "strict", "none"]
+
+MIN_SECRET_BYTES = 32
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# RFC 6265 cookie-name: an RFC 7230 token.
+_COOKIE_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_DOMAIN_RE = re.compile(r"^\.?[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+_PATH_RE = re.compile(r"^/[\x21-\x3a\x3c-\x7e]*$")  # printable ASCII without ';'
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def parse_duration(value: object, name: str) -> float:
+    """Seconds from a number, a ``timedelta`` or a string such as ``"90"``, ``"30m"``, ``"14d"``."""
+    seconds: float
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a duration, not a boolean ({value!r})")
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION_RE.match(value.lower())
+        if match is None:
+            raise ConfigError(
+                f"{name}={value!r} is not a duration: use seconds (3600) or a number with a "
+                f"unit s, m, h, d or w (such as '30m' or '14d')"
+            )
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ConfigError(f"{name} must be seconds or a timedelta, not {type(value).__name__}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{name} must be a positive, finite duration (got {value!r})")
+    return seconds
+
+
+def parse_bool(value: object, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+    raise ConfigError(f"{name} must be true or false (got {value!r})")
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``: safe for logs and status pages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """How sessions are kept. The same value configures every mode; ``store`` picks the mode."""
+
+    store: str = "memory://"
+    secret_key: str | bytes | Sequence[str | bytes] | None = dataclasses.field(
+        default=None, repr=False
+    )
+    cookie_name: str = "session"
+    cookie_path: str = "/"
+    cookie_domain: str | None = None
+    cookie_secure: bool | Literal["auto"] = "auto"
+    cookie_httponly: bool = True
+    cookie_samesite: SameSite = "lax"
+    cookie_persistent: bool = True
+    idle_timeout: Duration = timedelta(days=14)
+    absolute_timeout: Duration = timedelta(days=30)
+    instance_id: str | None = None
+    retry_after: int = 5
+    clock: Callable[[], float] = dataclasses.field(
+        default=time.time, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if not isinstance(self.store, str) or "://" not in self.store:
+            raise ConfigError(
+                f"store must be a URL such as 'memory://', 'redis://localhost:6379/0', "
+                f"'sqlite:///sessions.db' or 'jwt://' (got {self.store!r})"
+            )
+        set_(self, "secret_key", _normalize_secrets(self.secret_key))
+        set_(self, "idle_timeout", parse_duration(self.idle_timeout, "idle_timeout"))
+        set_(self, "absolute_timeout", parse_duration(self.absolute_timeout, "absolute_timeout"))
+        set_(self, "cookie_httponly", parse_bool(self.cookie_httponly, "cookie_httponly"))
+        set_(self, "cookie_persistent", parse_bool(self.cookie_persistent, "cookie_persistent"))
+        if not (isinstance(self.cookie_secure, str) and self.cookie_secure.lower() == "auto"):
+            set_(self, "cookie_secure", parse_bool(self.cookie_secure, "cookie_secure"))
+        else:
+            set_(self, "cookie_secure", "auto")
+        self._check_cookie()
+        if isinstance(self.retry_after, bool) or not isinstance(self.retry_after, int):
+            raise ConfigError(f"retry_after must be whole seconds (got {self.retry_after!r})")
+        if self.retry_after < 0:
+            raise ConfigError("retry_after must be 0 or more seconds")
+        if not callable(self.clock):
+            raise ConfigError("clock must be a callable returning epoch seconds, like time.time")
+
+    def _check_cookie(self) -> None:
+        name = self.cookie_name
+        if not isinstance(name, str) or not _COOKIE_NAME_RE.match(name):
+            raise ConfigError(
+                f"cookie_name {name!r} is not a valid cookie name: use letters, digits and "
+                f"!#$%&'*+-.^_`|~ only"
+            )
+        if not isinstance(self.cookie_path, str) or not _PATH_RE.match(self.cookie_path):
+            raise ConfigError(
+                f"cookie_path {self.cookie_path!r} must start with '/' and hold printable "
+                f"ASCII without ';' or spaces"
+            )
+        if self.cookie_domain is not None and (
+            not isinstance(self.cookie_domain, str) or not _DOMAIN_RE.match(self.cookie_domain)
+        ):
+            raise ConfigError(
+                f"cookie_domain {self.cookie_domain!r} is not a host name; leave it None to "
+                f"scope the cookie to the exact host"
+            )
+        samesite = str(self.cookie_samesite).lower()
+        if samesite not in ("lax", "strict", "none"):
+            raise ConfigError(
+                f"cookie_samesite must be 'lax', 'strict' or 'none' (got {self.cookie_samesite!r})"
+            )
+        object.__setattr__(self, "cookie_samesite", samesite)
+        if samesite == "none" and self.cookie_secure is not True:
+            raise ConfigError(
+                "cookie_samesite='none' needs cookie_secure=True: browsers reject SameSite=None "
+                "cookies that are not Secure"
+            )
+        if name.startswith(("__Host-", "__Secure-")) and self.cookie_secure is False:
+            raise ConfigError(
+                f"cookie_name {name!r} uses a prefix that browsers only accept on Secure "
+                f"cookies; set cookie_secure=True or 'auto' (Secure is then always sent)"
+            )
+        if name.startswith("__Host-") and (self.cookie_path != "/" or self.cookie_domain):
+            raise ConfigError(
+                "a __Host- cookie must have cookie_path='/' and no cookie_domain; "
+                "browsers reject it otherwise"
+            )
+
+    # --- derived values -------------------------------------------------------------------
+    @property
+    def secret_keys(self) -> tuple[bytes, ...]:
+        """The secrets as bytes, current first (empty when none is configured)."""
+        return self.secret_key  # type: ignore[return-value]  # normalized in __post_init__
+
+    @property
+    def idle_seconds(self) -> float:
+        return self.idle_timeout  # type: ignore[return-value]  # normalized to float
+
+    @property
+    def absolute_seconds(self) -> float:
+        return self.absolute_timeout  # type: ignore[return-value]  # normalized to float
+
+    @property
+    def scheme(self) -> str:
+        return self.store.split("://", 1)[0].lower()
+
+    # --- constructors ---------------------------------------------------------------------
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> SessionConfig:
+        """``SessionConfig.from_url("redis://localhost/0", secret_key=...)``."""
+        return cls.coerce(None, {"store": url, **kwargs})
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, prefix: str = "SESSIONKIT_", **kwargs: Any
+    ) -> SessionConfig:
+        """Read ``SESSIONKIT_<FIELD>`` variables (``SESSIONKIT_STORE``, ``SESSIONKIT_SECRET_KEY``
+        with keys separated by commas, ``SESSIONKIT_IDLE_TIMEOUT=30m``, ...); kwargs win."""
+        return cls.from_mapping(os.environ if environ is None else environ, prefix=prefix, **kwargs)
+
+    @classmethod
+    def from_mapping(
+        cls, mapping: Mapping[str, Any], *, prefix: str = "SESSIONKIT_", strict: bool = False,
+        **kwargs: Any,
+    ) -> SessionConfig:
+        """Settings from ``<prefix><FIELD>`` keys of a mapping (the environment, Flask's
+        ``app.config``). With ``strict``, an unknown ``<prefix>`` key is a ``ConfigError``."""
+        names = {f.name for f in dataclasses.fields(cls) if f.name != "clock"}
+        values: dict[str, Any] = {}
+        for key, raw in mapping.items():
+            if not key.startswith(prefix):
+                continue
+            name = key[len(prefix):].lower()
+            if name not in names:
+                if strict:
+                    raise ConfigError(
+                        f"unknown setting {key}; valid ones: "
+                        + ", ".join(prefix + n.upper() for n in sorted(names))
+                    )
+                continue
+            values[name] = _from_text(name, raw) if isinstance(raw, str) else raw
+        values.update(kwargs)
+        return cls.coerce(None, values)
+
+    @classmethod
+    def coerce(
+        cls, config: SessionConfig | str | None, kwargs: Mapping[str, Any] | None = None
+    ) -> SessionConfig:
+        """The config every entry point accepts: a ``SessionConfig``, a store URL, or None,
+        each overridden by keyword arguments."""
+        kwargs = dict(kwargs or {})
+        if isinstance(config, str):
+            kwargs.setdefault("store", config)
+            config = None
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise ConfigError(
+                f"unknown setting(s) {', '.join(unknown)}; valid ones: {', '.join(sorted(names))}"
+            )
+        if config is None:
+            return cls(**kwargs)
+        if not isinstance(config, SessionConfig):
+            raise ConfigError(f"config must be a SessionConfig or a store URL, not {config!r}")
+        return dataclasses.replace(config, **kwargs) if kwargs else config
+
+
+def _from_text(name: str, raw: str) -> Any:
+    """Turn one textual setting (environment variable) into the value the field expects."""
+    if name == "secret_key":
+        keys = [k.strip() for k in raw.split(",") if k.strip()]
+        return keys or None
+    if name == "cookie_domain" or name == "instance_id":
+        return raw or None
+    if name == "retry_after":
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"retry_after must be whole seconds (got {raw!r})") from None
+    return raw
+
+
+def _normalize_secrets(value: object) -> tuple[bytes, ...]:
+    if value is None:
+        return ()
+    items: Sequence[object]
+    if isinstance(value, str | bytes):
+        items = [value]
+    elif isinstance(value, Sequence):
+        items = value
+    else:
+        raise ConfigError("secret_key must be a string or a list of strings (current key first)")
+    keys: list[bytes] = []
+    for item in items:
+        if isinstance(item, str):
+            key = item.encode()
+        elif isinstance(item, bytes):
+            key = item
+        else:
+            raise ConfigError("secret_key must be a string or a list of strings")
+        if len(key) < MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"secret_key is {len(key)} bytes; at least {MIN_SECRET_BYTES} are required. "
+                f"Generate one with: python -c \"import secrets; print(secrets.token_urlsafe(48))\""
+            )
+        keys.append(key)
+    if not keys:
+        raise ConfigError("secret_key is an empty list; give at least one key")
+    return tuple(keys)

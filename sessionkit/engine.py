@@ -1,0 +1,234 @@
+"""SessionEngine: all session policy, framework-neutral and free of I/O.
+
+``_load`` and ``_commit`` are generators that *yield* store operations and receive their
+results (the sans-I/O style of h11). ``load``/``commit`` drive them with the store's sync
+``execute``; ``aload``/``acommit`` await its ``aexecute``. So WSGI and ASGI share every line
+of policy and differ only in the three-line runner that performs the I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, NamedTuple, TypeAlias, TypeVar
+
+from .affinity import resolve_instance_id, split_route
+from .codecs import TOKEN_LENGTH, SessionIds
+from .config import SessionConfig
+from .cookies import CookieWriter, cookie_values
+from .errors import ConfigError
+from .session import Session
+from .stores import Store, open_store
+from .stores.base import Create, Delete, Load, Op, Record, Touch, Update, deadline
+
+logger = logging.getLogger("sessionkit")
+
+T = TypeVar("T")
+Steps: TypeAlias = Generator[Op, Any, T]
+
+#: Stores that cannot slide expiry while reading get a write once this fraction of the idle
+#: timeout has passed since the last one, not on every request.
+TOUCH_FRACTION = 0.1
+_MAX_COOKIE_VALUE = TOKEN_LENGTH + 1 + 63
+
+
+class CommitResult(NamedTuple):
+    """What the response must carry: ``Set-Cookie`` values, and whether to add ``Vary: Cookie``."""
+
+    set_cookies: list[str]
+    vary: bool
+
+
+def run_sync(steps: Steps[T], execute: Callable[[Op], Any]) -> T:
+    """Drive an engine generator, performing each operation synchronously."""
+    try:
+        op = next(steps)
+        while True:
+            try:
+                result = execute(op)
+            except Exception as exc:
+                op = steps.throw(exc)
+            else:
+                op = steps.send(result)
+    except StopIteration as done:
+        value: T = done.value
+        return value
+
+
+async def run_async(steps: Steps[T], execute: Callable[[Op], Awaitable[Any]]) -> T:
+    """Drive an engine generator, awaiting each operation."""
+    try:
+        op = next(steps)
+        while True:
+            try:
+                result = await execute(op)
+            except Exception as exc:
+                op = steps.throw(exc)
+            else:
+                op = steps.send(result)
+    except StopIteration as done:
+        value: T = done.value
+        return value
+
+
+class SessionEngine:
+    """Loads and commits sessions for one configuration. Middlewares only translate HTTP."""
+
+    def __init__(
+        self,
+        config: SessionConfig | str | None = None,
+        /,
+        *,
+        store: Store | None = None,
+        session_class: type[Session] = Session,
+        **kwargs: Any,
+    ) -> None:
+        self.config = cfg = SessionConfig.coerce(config, kwargs)
+        self.instance_id = resolve_instance_id(cfg.instance_id)
+        self.store = store if store is not None else open_store(cfg.store)
+        self.ids = SessionIds(cfg.secret_keys or self._development_key())
+        self.cookies = CookieWriter(cfg)
+        self.session_class = session_class
+        self._clock = cfg.clock
+        self._idle = cfg.idle_seconds
+        self._absolute = cfg.absolute_seconds
+        self._cookie_name = cfg.cookie_name
+        self._route_suffix = "." + self.instance_id
+
+    def _development_key(self) -> tuple[bytes, ...]:
+        """No secret_key: only a store private to this process can live with a random key."""
+        if self.store.shared:
+            raise ConfigError(
+                f"secret_key is required with the {self.config.scheme}:// store: every instance "
+                f"must hash session ids the same way. Set secret_key (or SESSIONKIT_SECRET_KEY) "
+                f"to the output of: python -c \"import secrets; print(secrets.token_urlsafe(48))\""
+            )
+        logger.warning(
+            "sessionkit: no secret_key configured; using a random key for this process only. "
+            "Sessions end when the process restarts. Set secret_key (or SESSIONKIT_SECRET_KEY) "
+            "in production."
+        )
+        return (secrets.token_bytes(32),)
+
+    # --- sync and async faces ---------------------------------------------------------------
+    def load(self, cookie_header: str | None) -> Session:
+        """The session for a request's ``Cookie`` header (a fresh one when there is none)."""
+        return run_sync(self._load(cookie_header), self.store.execute)
+
+    async def aload(self, cookie_header: str | None) -> Session:
+        return await run_async(self._load(cookie_header), self.store.aexecute)
+
+    def commit(self, session: Session, *, https: bool = False) -> CommitResult:
+        """Save what changed; return what the response must carry."""
+        return run_sync(self._commit(session, https), self.store.execute)
+
+    async def acommit(self, session: Session, *, https: bool = False) -> CommitResult:
+        return await run_async(self._commit(session, https), self.store.aexecute)
+
+    def close(self) -> None:
+        self.store.close()
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
+
+    # --- policy -----------------------------------------------------------------------------
+    def _fresh(self, now: float, lookup: str) -> Session:
+        session = self.session_class(now=now, expires_at=min(self._idle, self._absolute) + now)
+        session._lookup = lookup
+        return session
+
+    def _load(self, cookie_header: str | None) -> Steps[Session]:
+        now = self._clock()
+        candidates = cookie_values(cookie_header, self._cookie_name)
+        if not candidates:
+            return self._fresh(now, "new")
+        for value in candidates:
+            if len(value) > _MAX_COOKIE_VALUE:
+                continue
+            parts = split_route(value)
+            if parts is None:
+                continue
+            verified = self.ids.verify(parts[0])
+            if verified is not None:
+                break
+        else:
+            logger.debug("sessionkit: session cookie rejected (malformed or not ours)")
+            return self._fresh(now, "invalid")
+        token, route = parts
+        key, generation = verified
+        idle, absolute = self._idle, self._absolute
+        record: Record | None = yield Load(key, now, idle, absolute)
+        if record is not None and (
+            record.expires_at <= now or record.created_at + absolute <= now
+        ):
+            yield Delete(key)  # expired under the current settings
+            record = None
+        if record is None:
+            foreign = route is not None and route != self.instance_id and not self.store.shared
+            return self._fresh(now, "affinity_miss" if foreign else "not_found")
+
+        session = self.session_class()
+        session._raw = record.fields
+        session._token = token
+        session._key = key
+        session._route = route
+        session._generation = generation
+        session._created_at = record.created_at
+        session._last_accessed = record.accessed_at
+        session._expires_at = expires = deadline(record.created_at, now, idle, absolute)
+        session._user_id = record.user_id
+        session._is_new = False
+        session._lookup = "hit"
+        if not self.store.slides_on_load:
+            session._touch = expires - record.expires_at >= idle * TOUCH_FRACTION
+        if generation:  # issued under a retired secret: move it to the current one
+            session._doomed.append(key)
+            session._key = None
+            session._token = None
+        return session
+
+    def _commit(self, session: Session, https: bool) -> Steps[CommitResult]:
+        now = self._clock()
+        set_cookies: list[str] = []
+        if session._doomed:
+            for key in session._doomed:
+                yield Delete(key)
+            session._doomed = []
+        expires = deadline(session._created_at, now, self._idle, self._absolute)
+        if session._key is None:  # new, regenerated, invalidated or re-keyed
+            fields = session._fields()
+            if not fields and session._user_id is None:
+                if session._invalidated:
+                    set_cookies.append(self.cookies.delete(https=https))
+                return CommitResult(set_cookies, session.accessed or bool(set_cookies))
+            token, key = self.ids.new()
+            cookie = self.cookies.set(
+                token + self._route_suffix,
+                max_age=session._created_at + self._absolute - now,
+                now=now,
+                https=https,
+            )
+            yield Create(key, Record(fields, session._created_at, expires, now, session._user_id))
+            set_cookies.append(cookie)
+            session._raw, session._values, session._removed = fields, {}, set()
+            session._token, session._key = token, key
+            session._user_changed = session._force = session._invalidated = False
+            return CommitResult(set_cookies, True)
+
+        changes, removed = session._delta()
+        if changes or removed or session._user_changed or session._force:
+            stored = yield Update(
+                session._key, changes, removed, session._user_id, session._user_changed,
+                now, expires,
+            )
+            if not stored:
+                logger.info(
+                    "sessionkit: session %s was destroyed by another request; "
+                    "this request's changes were dropped", self.ids.log_id(session._token or ""),
+                )
+            session._user_changed = session._force = False
+        elif session._touch:
+            yield Touch(session._key, now, expires)
+            session._touch = False
+        return CommitResult(set_cookies, session.accessed)

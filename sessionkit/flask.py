@@ -1,0 +1,122 @@
+"""Flask integration: ``SessionKit(app, ...)`` makes ``flask.session`` a sessionkit Session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, request
+from flask.sessions import SessionInterface, SessionMixin
+
+from ._http import UNAVAILABLE_BODY, unavailable
+from .config import SessionConfig
+from .engine import SessionEngine
+from .errors import ConfigError, StoreUnavailable
+from .session import Session, UnavailableSession
+
+EXTENSION_KEY = "sessionkit"
+
+
+class FlaskSession(Session, SessionMixin):
+    """A sessionkit Session that also speaks Flask's ``SessionMixin``."""
+
+    @property
+    def new(self) -> bool:  # type: ignore[override]
+        return self._is_new
+
+    @property
+    def permanent(self) -> bool:
+        """Always true: the cookie's lifetime follows ``cookie_persistent`` and the timeouts."""
+        return True
+
+    @permanent.setter
+    def permanent(self, value: bool) -> None:
+        """Accepted and ignored, so code written for Flask's cookie sessions keeps working."""
+
+
+class _UnavailableFlaskSession(UnavailableSession, FlaskSession):
+    pass
+
+
+class SessionKitInterface(SessionInterface):
+    """Flask ``SessionInterface`` that delegates to a ``SessionEngine``."""
+
+    def __init__(self, engine: SessionEngine) -> None:
+        self.engine = engine
+
+    def open_session(self, app: Flask, request: Any) -> SessionMixin:
+        try:
+            session: FlaskSession = self.engine.load(request.environ.get("HTTP_COOKIE"))  # type: ignore[assignment]
+        except StoreUnavailable as error:
+            return _UnavailableFlaskSession(error)
+        return session
+
+    def is_null_session(self, obj: object) -> bool:
+        return isinstance(obj, UnavailableSession) or super().is_null_session(obj)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        assert isinstance(session, Session)
+        try:
+            result = self.engine.commit(session, https=request.is_secure)
+        except StoreUnavailable as error:
+            # Too late for an error handler: turn this response into the 503 itself.
+            response.status_code = 503
+            response.set_data(UNAVAILABLE_BODY)
+            response.headers.pop("Set-Cookie", None)
+            for name, value in unavailable(error):
+                response.headers[name] = value
+            return
+        if result.vary:
+            response.vary.add("Cookie")
+        for cookie in result.set_cookies:
+            response.headers.add("Set-Cookie", cookie)
+
+
+def _unavailable_response(error: StoreUnavailable) -> Response:
+    return Response(UNAVAILABLE_BODY, 503, headers=unavailable(error))
+
+
+class SessionKit:
+    """``SessionKit(app, store="redis://...", secret_key=KEY)`` or ``init_app(app)`` later.
+
+    Settings come from ``config``/kwargs, else from ``SESSIONKIT_*`` keys of ``app.config``.
+    Without a ``secret_key``, Flask's ``SECRET_KEY`` (and ``SECRET_KEY_FALLBACKS``) is used.
+    """
+
+    def __init__(
+        self, app: Flask | None = None, config: SessionConfig | str | None = None, **kwargs: Any
+    ) -> None:
+        self._config = config
+        self._kwargs = kwargs
+        self._engine: SessionEngine | None = None
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        engine = SessionEngine(self.config_for(app), session_class=FlaskSession)
+        app.session_interface = SessionKitInterface(engine)
+        app.extensions[EXTENSION_KEY] = engine
+        app.register_error_handler(StoreUnavailable, _unavailable_response)
+        self._engine = engine
+
+    def config_for(self, app: Flask) -> SessionConfig:
+        if self._config is not None:
+            config = SessionConfig.coerce(self._config, self._kwargs)
+        else:
+            config = SessionConfig.from_mapping(app.config, strict=True, **self._kwargs)
+        if config.secret_keys or not app.config.get("SECRET_KEY"):
+            return config
+        keys = [app.config["SECRET_KEY"], *(app.config.get("SECRET_KEY_FALLBACKS") or [])]
+        try:
+            return SessionConfig.coerce(config, {"secret_key": keys})
+        except ConfigError as exc:
+            raise ConfigError(
+                f"Flask's SECRET_KEY was used as sessionkit's secret_key and was refused: {exc} "
+                f"Or set SESSIONKIT_SECRET_KEY."
+            ) from None
+
+    @property
+    def engine(self) -> SessionEngine:
+        """The engine of the app this extension was last initialised with."""
+        if self._engine is None:
+            raise RuntimeError("SessionKit.init_app(app) has not been called")
+        return self._engine

@@ -1,0 +1,44 @@
+"""Store URLs to store objects. Drivers are imported only when their scheme is used."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ..errors import ConfigError
+from .base import Record, Store
+
+__all__ = ["Record", "Store", "open_store", "store_schemes"]
+
+# scheme -> (module, class, extra that installs its driver, the driver's top-level module)
+_REGISTRY: dict[str, tuple[str, str, str | None, str | None]] = {
+    "memory": ("sessionkit.stores.memory", "MemoryStore", None, None),
+}
+
+
+def store_schemes() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def open_store(url: str) -> Store:
+    """The store a URL names, e.g. ``memory://?max_sessions=1000``."""
+    scheme = url.split("://", 1)[0].lower()
+    entry = _REGISTRY.get(scheme)
+    if entry is None:
+        raise ConfigError(
+            f"unknown store scheme {scheme!r} in {url.split('://', 1)[0]}://...; valid schemes: "
+            + ", ".join(f"{s}://" for s in store_schemes())
+        )
+    module_name, class_name, extra, driver = entry
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if driver is not None and (exc.name or "").split(".")[0] == driver:
+            raise ConfigError(
+                f"the {scheme}:// store needs the {driver!r} package: "
+                f"pip install 'sessionkit[{extra}]'"
+            ) from None
+        raise
+    store_class: Any = getattr(module, class_name)
+    store: Store = store_class.from_url(url)
+    return store

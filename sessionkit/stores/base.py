@@ -1,0 +1,152 @@
+"""What a store is: a keeper of records that performs the operations the engine asks for.
+
+The engine never does I/O. It yields the operations below; a sync runner hands them to
+``Store.execute`` and an async runner awaits ``Store.aexecute``. A store therefore holds only
+I/O, and every policy (expiry, regeneration, change detection) lives once, in the engine.
+
+Records keep each session value as its own JSON text, so a write can be a *delta* (the keys
+this request changed) merged atomically into the stored record: two concurrent requests that
+change different keys both persist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+
+def deadline(created_at: float, now: float, idle: float, absolute: float) -> float:
+    """When a session used at ``now`` expires: the earlier of the idle and absolute limits."""
+    return min(now + idle, created_at + absolute)
+
+
+@dataclasses.dataclass(slots=True)
+class Record:
+    """One stored session. ``fields`` maps each session key to its JSON text."""
+
+    fields: dict[str, str]
+    created_at: float
+    expires_at: float
+    accessed_at: float
+    user_id: str | None = None
+    version: int = 1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Op:
+    method: ClassVar[str]
+    key: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Load(Op):
+    """Return the live record at ``key`` (None if missing or expired at ``now``). A store whose
+    ``slides_on_load`` is true also slides the expiry and ``accessed_at`` in the same I/O."""
+
+    method: ClassVar[str] = "load"
+    now: float
+    idle: float
+    absolute: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Create(Op):
+    """Write a whole new record (new, regenerated or re-keyed sessions)."""
+
+    method: ClassVar[str] = "create"
+    record: Record
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Update(Op):
+    """Merge a delta into the live record atomically; return False if it no longer exists
+    (destroyed by a concurrent logout, regenerate or expiry): a delta never resurrects it."""
+
+    method: ClassVar[str] = "update"
+    changes: Mapping[str, str]
+    removed: tuple[str, ...]
+    user_id: str | None
+    set_user: bool
+    now: float
+    expires_at: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Touch(Op):
+    """Slide the expiry of a live record without changing its data; False if it is gone."""
+
+    method: ClassVar[str] = "touch"
+    now: float
+    expires_at: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delete(Op):
+    method: ClassVar[str] = "delete"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeleteUser(Op):
+    """Destroy every session bound to the user id in ``key``; return how many."""
+
+    method: ClassVar[str] = "delete_user"
+
+
+class Store:
+    """Base class of the stores. Subclasses implement one method per operation."""
+
+    #: Sessions in this store are reachable from every instance (Redis, SQL), not only this one.
+    shared: ClassVar[bool] = True
+    #: ``Load`` also slides the expiry, so the engine never needs a separate ``Touch``.
+    slides_on_load: ClassVar[bool] = False
+    #: A display name with no credentials, for logs, errors and status pages.
+    name: str = "store"
+
+    def execute(self, op: Op) -> Any:
+        return getattr(self, op.method)(op)
+
+    async def aexecute(self, op: Op) -> Any:
+        return getattr(self, op.method)(op)
+
+    def delete_user_sessions(self, user_id: str) -> int:
+        """Log a user out everywhere: destroy every session bound to ``user_id``."""
+        result: int = self.execute(DeleteUser(user_id))
+        return result
+
+    async def adelete_user_sessions(self, user_id: str) -> int:
+        result: int = await self.aexecute(DeleteUser(user_id))
+        return result
+
+    def close(self) -> None:
+        """Release connections (sync side)."""
+
+    async def aclose(self) -> None:
+        """Release connections (async side)."""
+
+
+def url_options(url: str, parsers: Mapping[str, Any]) -> dict[str, Any]:
+    """Query options of a store URL, each run through its parser; unknown ones are an error."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    from ..errors import ConfigError
+
+    query = urlsplit(url).query
+    options: dict[str, Any] = {}
+    for name, raw in parse_qsl(query, keep_blank_values=True):
+        parser = parsers.get(name)
+        if parser is None:
+            valid = ", ".join(sorted(parsers)) or "none"
+            raise ConfigError(f"unknown option {name!r} in store URL; valid options: {valid}")
+        try:
+            options[name] = parser(raw)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"store URL option {name}={raw!r} is invalid: {exc}") from None
+    return options
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be 1 or more")
+    return value

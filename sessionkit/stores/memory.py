@@ -1,0 +1,167 @@
+"""``memory://``: sessions in this process — the embedded default and the local (sticky) mode.
+
+An ``OrderedDict`` gives O(1) get/set and LRU order at once; with sliding expiry the least
+recently used entry is also the one that expires first, so expired entries are swept from the
+old end in O(1) per write. Records are copy-on-write (a write installs a new ``fields`` dict),
+so a load hands out the stored dict without copying it. One lock makes every operation atomic
+under threaded WSGI servers; no operation awaits, so asyncio needs nothing more.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+
+from .base import (
+    Create,
+    Delete,
+    DeleteUser,
+    Load,
+    Record,
+    Store,
+    Touch,
+    Update,
+    deadline,
+    positive_int,
+    url_options,
+)
+
+logger = logging.getLogger("sessionkit")
+_SWEEP_PER_WRITE = 2
+
+
+class MemoryStore(Store):
+    shared = False
+    slides_on_load = True
+
+    def __init__(self, max_sessions: int = 100_000) -> None:
+        if max_sessions < 1:
+            raise ValueError("max_sessions must be 1 or more")
+        self.max_sessions = max_sessions
+        self.name = f"memory://?max_sessions={max_sessions}"
+        self.evicted_live = 0
+        self._records: OrderedDict[str, Record] = OrderedDict()
+        self._users: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str) -> MemoryStore:
+        return cls(**url_options(url, {"max_sessions": positive_int}))
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    # --- operations -----------------------------------------------------------------------
+    def load(self, op: Load) -> Record | None:
+        with self._lock:
+            record = self._records.get(op.key)
+            if record is None:
+                return None
+            if record.expires_at <= op.now:
+                self._drop(op.key, record)
+                return None
+            snapshot = Record(
+                record.fields, record.created_at, record.expires_at, record.accessed_at,
+                record.user_id, record.version,
+            )
+            record.accessed_at = op.now
+            record.expires_at = deadline(record.created_at, op.now, op.idle, op.absolute)
+            self._records.move_to_end(op.key)
+            return snapshot
+
+    def create(self, op: Create) -> None:
+        new = op.record
+        stored = Record(
+            dict(new.fields), new.created_at, new.expires_at, new.accessed_at, new.user_id,
+            new.version,
+        )
+        with self._lock:
+            old = self._records.pop(op.key, None)
+            if old is not None:
+                self._unindex(op.key, old.user_id)
+            self._records[op.key] = stored
+            self._index(op.key, stored.user_id)
+            self._sweep(new.accessed_at)
+
+    def update(self, op: Update) -> bool:
+        with self._lock:
+            record = self._records.get(op.key)
+            if record is None or record.expires_at <= op.now:
+                if record is not None:
+                    self._drop(op.key, record)
+                return False
+            fields = {**record.fields, **op.changes}
+            for name in op.removed:
+                fields.pop(name, None)
+            record.fields = fields
+            if op.set_user and op.user_id != record.user_id:
+                self._unindex(op.key, record.user_id)
+                record.user_id = op.user_id
+                self._index(op.key, op.user_id)
+            record.version += 1
+            record.accessed_at = op.now
+            record.expires_at = op.expires_at
+            self._records.move_to_end(op.key)
+            return True
+
+    def touch(self, op: Touch) -> bool:
+        with self._lock:
+            record = self._records.get(op.key)
+            if record is None or record.expires_at <= op.now:
+                return False
+            record.accessed_at = op.now
+            record.expires_at = op.expires_at
+            return True
+
+    def delete(self, op: Delete) -> None:
+        with self._lock:
+            record = self._records.pop(op.key, None)
+            if record is not None:
+                self._unindex(op.key, record.user_id)
+
+    def delete_user(self, op: DeleteUser) -> int:
+        with self._lock:
+            keys = self._users.pop(op.key, set())
+            for key in keys:
+                self._records.pop(key, None)
+            return len(keys)
+
+    # --- bookkeeping (lock held) ----------------------------------------------------------
+    def _drop(self, key: str, record: Record) -> None:
+        del self._records[key]
+        self._unindex(key, record.user_id)
+
+    def _index(self, key: str, user_id: str | None) -> None:
+        if user_id is not None:
+            self._users.setdefault(user_id, set()).add(key)
+
+    def _unindex(self, key: str, user_id: str | None) -> None:
+        if user_id is not None:
+            keys = self._users.get(user_id)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._users[user_id]
+
+    def _sweep(self, now: float) -> None:
+        """Drop expired entries from the old end, then evict beyond ``max_sessions``."""
+        records = self._records
+        for _ in range(_SWEEP_PER_WRITE):
+            if not records:
+                break
+            key, record = next(iter(records.items()))
+            if record.expires_at > now:
+                break
+            self._drop(key, record)
+        while len(records) > self.max_sessions:
+            key, record = records.popitem(last=False)
+            self._unindex(key, record.user_id)
+            if record.expires_at > now:
+                self.evicted_live += 1
+                if self.evicted_live == 1 or self.evicted_live % 1000 == 0:
+                    logger.warning(
+                        "sessionkit: memory store full (max_sessions=%d): evicted %d live "
+                        "session(s) so far; raise max_sessions or use a shared store",
+                        self.max_sessions, self.evicted_live,
+                    )
