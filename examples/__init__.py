@@ -1,0 +1,1 @@
+"""Example apps: the same small shop on FastAPI and on Flask."""

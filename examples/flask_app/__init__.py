@@ -1,0 +1,49 @@
+"""The shop on Flask. ``SESSIONKIT_STORE`` (default ``memory://``) picks where sessions live."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, request, session
+
+from examples import shop
+from sessionkit import Session, SessionConfig
+from sessionkit.flask import SessionKit
+
+
+def create_app(config: SessionConfig | None = None) -> Flask:
+    app = Flask(__name__)
+    engine = SessionKit(app, config or SessionConfig.from_env()).engine
+
+    def reply(result: shop.Reply) -> Response:
+        status, payload = result
+        return Response(shop.render(payload), status, mimetype="application/json")
+
+    def current() -> Session:
+        return session  # type: ignore[return-value]  # flask.session is a sessionkit Session
+
+    @app.post("/login")
+    def login() -> Response:
+        return reply(shop.login(current(), request.get_json(force=True, silent=True)))
+
+    @app.post("/logout")
+    def logout() -> Response:
+        if shop.wants_everywhere(request.args.get("everywhere")) and current().user_id:
+            engine.store.delete_user_sessions(current().user_id or "")
+        return reply(shop.logout(current()))
+
+    @app.post("/cart/<item>")
+    def add_item(item: str) -> Response:
+        return reply(shop.add_item(current(), item))
+
+    @app.delete("/cart/<item>")
+    def remove_item(item: str) -> Response:
+        return reply(shop.remove_item(current(), item))
+
+    @app.get("/cart")
+    def show_cart() -> Response:
+        return reply(shop.show_cart(current()))
+
+    @app.get("/whoami")
+    def whoami() -> Response:
+        return reply(shop.whoami(current(), engine))
+
+    return app
