@@ -31,6 +31,9 @@ Steps: TypeAlias = Generator[Op, Any, T]
 #: timeout has passed since the last one, not on every request.
 TOUCH_FRACTION = 0.1
 _MAX_COOKIE_VALUE = TOKEN_LENGTH + 1 + 63
+#: Authentic session cookies looked up per request at most (a stale cookie on a narrower path
+#: is sent before the live one on "/"; more than this is not a browser).
+_MAX_LOOKUPS = 3
 
 
 class CommitResult(NamedTuple):
@@ -138,36 +141,53 @@ class SessionEngine:
         session._lookup = lookup
         return session
 
+    def _parse(self, value: str) -> tuple[str, str | None, str, int] | None:
+        """``(token, route, store_key, generation)`` of an authentic cookie value, else None.
+        Everything is checked here, before any store lookup."""
+        if len(value) > _MAX_COOKIE_VALUE:
+            return None
+        parts = split_route(value)
+        if parts is None:
+            return None
+        verified = self.ids.verify(parts[0])
+        if verified is None:
+            return None
+        return parts[0], parts[1], verified[0], verified[1]
+
     def _load(self, cookie_header: str | None) -> Steps[Session]:
         now = self._clock()
         candidates = cookie_values(cookie_header, self._cookie_name)
         if not candidates:
             return self._fresh(now, "new")
-        for value in candidates:
-            if len(value) > _MAX_COOKIE_VALUE:
-                continue
-            parts = split_route(value)
-            if parts is None:
-                continue
-            verified = self.ids.verify(parts[0])
-            if verified is not None:
-                break
-        else:
-            logger.debug("sessionkit: session cookie rejected (malformed or not ours)")
-            return self._fresh(now, "invalid")
-        token, route = parts
-        key, generation = verified
         idle, absolute = self._idle, self._absolute
-        record: Record | None = yield Load(key, now, idle, absolute)
-        if record is not None and (
-            record.expires_at <= now or record.created_at + absolute <= now
-        ):
-            yield Delete(key)  # expired under the current settings
-            record = None
-        if record is None:
-            foreign = route is not None and route != self.instance_id and not self.store.shared
-            return self._fresh(now, "affinity_miss" if foreign else "not_found")
+        lookup = "invalid"
+        looked_up = 0
+        for value in candidates:
+            parsed = self._parse(value)
+            if parsed is None:
+                continue
+            token, route, key, generation = parsed
+            record: Record | None = yield Load(key, now, idle, absolute)
+            if record is not None and (
+                record.expires_at <= now or record.created_at + absolute <= now
+            ):
+                yield Delete(key)  # expired under the current settings
+                record = None
+            if record is not None:
+                return self._loaded(record, now, token, route, key, generation)
+            if looked_up == 0:
+                foreign = route is not None and route != self.instance_id
+                lookup = "affinity_miss" if foreign and not self.store.shared else "not_found"
+            looked_up += 1
+            if looked_up == _MAX_LOOKUPS:
+                break
+        if lookup == "invalid":
+            logger.debug("sessionkit: session cookie rejected (malformed or not ours)")
+        return self._fresh(now, lookup)
 
+    def _loaded(
+        self, record: Record, now: float, token: str, route: str | None, key: str, generation: int
+    ) -> Session:
         session = self.session_class()
         session._raw = record.fields
         session._token = token
@@ -176,12 +196,12 @@ class SessionEngine:
         session._generation = generation
         session._created_at = record.created_at
         session._last_accessed = record.accessed_at
-        session._expires_at = expires = deadline(record.created_at, now, idle, absolute)
+        session._expires_at = expires = deadline(record.created_at, now, self._idle, self._absolute)
         session._user_id = record.user_id
         session._is_new = False
         session._lookup = "hit"
         if not self.store.slides_on_load:
-            session._touch = expires - record.expires_at >= idle * TOUCH_FRACTION
+            session._touch = expires - record.expires_at >= self._idle * TOUCH_FRACTION
         if generation:  # issued under a retired secret: move it to the current one
             session._doomed.append(key)
             session._key = None

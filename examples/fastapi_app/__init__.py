@@ -17,6 +17,7 @@ def create_app(config: SessionConfig | None = None) -> FastAPI:
     engine = SessionEngine(config or SessionConfig.from_env())
     app = FastAPI(title="sessionkit shop")
     app.add_middleware(SessionMiddleware, engine=engine)
+    app.state.sessionkit = engine
 
     def reply(result: shop.Reply) -> Response:
         status, payload = result

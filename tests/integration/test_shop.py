@@ -1,0 +1,223 @@
+"""The shop behaviour suite: every scenario runs on both frameworks (and, as stores land, on
+every store), so a pass proves the session API is the same everywhere."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+
+from sessionkit import SessionConfig
+from tests.support import FRAMEWORKS, INSTANCE, KEY, FakeClock, ShopClient, make_app
+
+DAY = 86400.0
+COOKIE_RE = re.compile(r"^session=([A-Za-z0-9_-]{64})\.([a-z0-9-]+);")
+STORES = [pytest.param("memory://", id="memory")]
+
+
+@pytest.fixture(params=FRAMEWORKS)
+def framework(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=STORES)
+def store_url(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def config_for(store_url: str, clock: FakeClock, **kwargs: object) -> SessionConfig:
+    return SessionConfig(store=store_url, secret_key=KEY, instance_id=INSTANCE, clock=clock,
+                         **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def shop(framework: str, store_url: str, clock: FakeClock) -> ShopClient:
+    return ShopClient(framework, make_app(framework, config_for(store_url, clock)))
+
+
+def test_no_cookie_and_no_write_for_an_untouched_new_session(shop: ShopClient) -> None:
+    reply = shop.call("GET", "/whoami")
+    assert reply.status == 200
+    assert reply.json == {"instance": INSTANCE, "session_new": True, "store": "memory://",
+                          "user": None}
+    assert reply.set_cookies == []
+    assert reply.header("vary") == "Cookie"
+    assert shop.call("GET", "/cart").set_cookies == []
+    assert shop.cookie is None
+
+
+def test_login_sets_one_cookie_with_route_and_attributes(shop: ShopClient) -> None:
+    reply = shop.call("POST", "/login", {"user": "alice"})
+    assert reply.status == 200
+    assert reply.json == {"user": "alice"}
+    [cookie] = reply.set_cookies
+    match = COOKIE_RE.match(cookie)
+    assert match, cookie
+    assert match.group(2) == INSTANCE
+    attributes = {a.strip().split("=")[0].lower() for a in cookie.split(";")[1:]}
+    assert {"path", "httponly", "samesite", "max-age", "expires"} <= attributes
+    assert "secure" not in attributes  # plain http, cookie_secure="auto"
+    assert "SameSite=Lax" in cookie and "Path=/" in cookie
+    assert reply.header("vary") == "Cookie"
+    who = shop.call("GET", "/whoami").json
+    assert who["user"] == "alice" and who["session_new"] is False
+
+
+def test_cart_add_remove_persists_without_rewriting_the_cookie(shop: ShopClient) -> None:
+    assert shop.call("POST", "/cart/apple").json == {"cart": ["apple"]}
+    first_cookie = shop.cookie
+    assert shop.call("POST", "/cart/pear").json == {"cart": ["apple", "pear"]}
+    assert shop.call("POST", "/cart/apple").json == {"cart": ["apple", "pear", "apple"]}
+    removed = shop.call("DELETE", "/cart/apple")
+    assert removed.json == {"cart": ["pear", "apple"]}
+    assert removed.set_cookies == []  # in-place change saved, same cookie
+    read = shop.call("GET", "/cart")
+    assert read.json == {"cart": ["pear", "apple"]}
+    assert read.set_cookies == []
+    assert shop.cookie == first_cookie
+    assert shop.call("DELETE", "/cart/kiwi").status == 404
+
+
+def test_in_place_mutation_is_saved_across_requests(shop: ShopClient) -> None:
+    for item in ("a", "b", "c"):
+        shop.call("POST", f"/cart/{item}")  # the view only appends to the loaded list
+    assert shop.call("GET", "/cart").json == {"cart": ["a", "b", "c"]}
+
+
+def test_logout_clears_the_cookie_and_the_old_cookie_is_dead(shop: ShopClient) -> None:
+    shop.call("POST", "/login", {"user": "alice"})
+    shop.call("POST", "/cart/apple")
+    old = shop.cookie
+    reply = shop.call("POST", "/logout")
+    assert reply.json == {"logged_out": "alice"}
+    [cookie] = reply.set_cookies
+    assert cookie.startswith("session=;") and "Max-Age=0" in cookie and "Path=/" in cookie
+    assert shop.cookie is None
+    replay = shop.raw("GET", "/whoami", cookie=f"session={old}")
+    assert replay.json["user"] is None and replay.json["session_new"] is True
+    assert shop.raw("GET", "/cart", cookie=f"session={old}").json == {"cart": []}
+
+
+def test_login_regenerates_the_id_keeps_the_cart_and_kills_the_old_id(shop: ShopClient) -> None:
+    shop.call("POST", "/cart/apple")
+    before = shop.cookie
+    reply = shop.call("POST", "/login", {"user": "bob"})
+    after = shop.cookie
+    assert reply.set_cookies and before and after and before != after
+    assert before.split(".")[0] != after.split(".")[0]
+    assert shop.call("GET", "/cart").json == {"cart": ["apple"]}
+    stale = shop.raw("GET", "/whoami", cookie=f"session={before}")
+    assert stale.json == {"instance": INSTANCE, "session_new": True, "store": "memory://",
+                          "user": None}
+
+
+def test_idle_timeout_slides_with_use_and_expires_without(
+    shop: ShopClient, clock: FakeClock
+) -> None:
+    shop.call("POST", "/cart/apple")
+    for _ in range(3):  # 3 x 8 days of use: past the 14-day idle timeout in total
+        clock.advance(8 * DAY)
+        reply = shop.call("GET", "/cart")
+        assert reply.json == {"cart": ["apple"]}
+        assert reply.set_cookies == []  # sliding costs no Set-Cookie
+    clock.advance(14 * DAY + 1)
+    assert shop.call("GET", "/cart").json == {"cart": []}
+
+
+def test_absolute_timeout_ends_even_an_active_session(shop: ShopClient, clock: FakeClock) -> None:
+    shop.call("POST", "/login", {"user": "alice"})
+    for _ in range(5):  # active every 5 days: never idle, 25 days old
+        clock.advance(5 * DAY)
+        assert shop.call("GET", "/whoami").json["user"] == "alice"
+    clock.advance(5 * DAY)  # 30 days after creation
+    assert shop.call("GET", "/whoami").json["user"] is None
+
+
+def test_old_cookie_never_revives_an_expired_session(shop: ShopClient, clock: FakeClock) -> None:
+    shop.call("POST", "/cart/apple")
+    cookie = shop.cookie
+    clock.advance(15 * DAY)
+    assert shop.raw("GET", "/cart", cookie=f"session={cookie}").json == {"cart": []}
+    clock.now -= 15 * DAY  # even if the clock went back, the expired record is gone
+    assert shop.raw("GET", "/cart", cookie=f"session={cookie}").json == {"cart": []}
+
+
+def test_secure_attribute_follows_https(framework: str, store_url: str, clock: FakeClock) -> None:
+    app = make_app(framework, config_for(store_url, clock))
+    https = ShopClient(framework, app, https=True)
+    [cookie] = https.call("POST", "/cart/apple").set_cookies
+    assert "; Secure" in cookie
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected", "absent"),
+    [
+        ({"cookie_name": "__Host-sid"}, ["__Host-sid=", "; Secure", "Path=/"], ["Domain="]),
+        ({"cookie_samesite": "strict", "cookie_domain": "example.com"},
+         ["SameSite=Strict", "Domain=example.com"], ["Secure"]),
+        ({"cookie_httponly": False, "cookie_path": "/shop"}, ["Path=/shop"], ["HttpOnly"]),
+        ({"cookie_persistent": False}, ["HttpOnly"], ["Max-Age", "Expires"]),
+        ({"cookie_secure": True, "cookie_samesite": "none"}, ["; Secure", "SameSite=None"], []),
+    ],
+)
+def test_configured_cookie_attributes_on_set_and_delete(
+    framework: str, clock: FakeClock, settings: dict[str, object], expected: list[str],
+    absent: list[str],
+) -> None:
+    config = config_for("memory://", clock, **settings)
+    shop = ShopClient(framework, make_app(framework, config), cookie_name=config.cookie_name)
+    [created] = shop.call("POST", "/cart/apple").set_cookies
+    value = created.split(";")[0].split("=", 1)[1]
+    cookie_header = f"{config.cookie_name}={value}"
+    login = shop.raw("POST", "/login", cookie=cookie_header, body={"user": "al"})
+    [regenerated] = login.set_cookies
+    [deleted] = shop.raw("POST", "/logout", cookie=cookie_header).set_cookies
+    assert "Max-Age=0" in deleted  # deletion always expires, persistent cookies or not
+    for header in (created, regenerated, deleted):
+        for part in expected:
+            assert part in header, (part, header)
+        for part in absent:
+            if header is not deleted or part not in ("Max-Age", "Expires"):
+                assert part not in header, (part, header)
+
+
+def test_timeouts_accept_timedelta_and_short_values(framework: str, clock: FakeClock) -> None:
+    config = config_for("memory://", clock, idle_timeout=timedelta(minutes=5),
+                        absolute_timeout="1h")
+    shop = ShopClient(framework, make_app(framework, config))
+    shop.call("POST", "/cart/apple")
+    clock.advance(299)
+    assert shop.call("GET", "/cart").json == {"cart": ["apple"]}
+    clock.advance(301)
+    assert shop.call("GET", "/cart").json == {"cart": []}
+
+
+def test_logout_everywhere_ends_every_session_of_the_user(shop: ShopClient) -> None:
+    shop.call("POST", "/login", {"user": "carol"})
+    laptop = shop.cookie
+    shop.forget_cookies()
+    shop.call("POST", "/login", {"user": "carol"})
+    phone = shop.cookie
+    assert shop.raw("GET", "/whoami", cookie=f"session={laptop}").json["user"] == "carol"
+    shop.call("POST", "/logout?everywhere=1")
+    for cookie in (laptop, phone):
+        assert shop.raw("GET", "/whoami", cookie=f"session={cookie}").json["user"] is None
+
+
+def test_both_frameworks_answer_the_scenario_with_identical_bytes(clock: FakeClock) -> None:
+    script = [
+        ("GET", "/whoami", None), ("POST", "/cart/apple", None), ("POST", "/cart/pear", None),
+        ("POST", "/login", {"user": "alice"}), ("POST", "/login", {"user": ""}),
+        ("POST", "/login", ["not", "an", "object"]), ("DELETE", "/cart/apple", None),
+        ("DELETE", "/cart/apple", None), ("POST", "/cart/bad%20name", None), ("GET", "/cart", None),
+        ("GET", "/whoami", None), ("POST", "/logout", None), ("GET", "/whoami", None),
+    ]
+    transcripts = {}
+    for framework in FRAMEWORKS:
+        shop = ShopClient(framework, make_app(framework, config_for("memory://", clock)))
+        transcripts[framework] = [
+            (r.status, r.body, r.header("content-type"), len(r.set_cookies))
+            for r in (shop.call(m, p, b) for m, p, b in script)
+        ]
+    assert transcripts["flask"] == transcripts["fastapi"]
