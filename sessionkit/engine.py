@@ -83,13 +83,19 @@ class SessionEngine:
         config: SessionConfig | str | None = None,
         /,
         *,
-        store: Store | None = None,
+        store: Store | str | None = None,
         session_class: type[Session] = Session,
         **kwargs: Any,
     ) -> None:
+        # ``store`` is a URL like every other setting, or a ready Store object (custom stores).
+        instance = store if isinstance(store, Store) else None
+        if isinstance(store, str):
+            kwargs["store"] = store
+        elif instance is not None and "://" in instance.name:
+            kwargs["store"] = instance.name
         self.config = cfg = SessionConfig.coerce(config, kwargs)
         self.instance_id = resolve_instance_id(cfg.instance_id)
-        self.store = store if store is not None else open_store(cfg.store)
+        self.store = instance if instance is not None else open_store(cfg.store)
         self.ids = SessionIds(cfg.secret_keys or self._development_key())
         self.cookies = CookieWriter(cfg)
         self.session_class = session_class

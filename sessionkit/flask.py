@@ -12,6 +12,7 @@ from .config import SessionConfig
 from .engine import SessionEngine
 from .errors import ConfigError, StoreUnavailable
 from .session import Session, UnavailableSession
+from .stores import Store
 
 EXTENSION_KEY = "sessionkit"
 
@@ -92,17 +93,22 @@ class SessionKit:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        engine = SessionEngine(self.config_for(app), session_class=FlaskSession)
+        store = self._kwargs.get("store")
+        custom = store if isinstance(store, Store) else None  # a ready Store object
+        engine = SessionEngine(self.config_for(app), store=custom, session_class=FlaskSession)
         app.session_interface = SessionKitInterface(engine)
         app.extensions[EXTENSION_KEY] = engine
         app.register_error_handler(StoreUnavailable, _unavailable_response)
         self._engine = engine
 
     def config_for(self, app: Flask) -> SessionConfig:
+        kwargs = dict(self._kwargs)
+        if isinstance(kwargs.get("store"), Store):
+            kwargs["store"] = kwargs["store"].name
         if self._config is not None:
-            config = SessionConfig.coerce(self._config, self._kwargs)
+            config = SessionConfig.coerce(self._config, kwargs)
         else:
-            config = SessionConfig.from_mapping(app.config, strict=True, **self._kwargs)
+            config = SessionConfig.from_mapping(app.config, strict=True, **kwargs)
         if config.secret_keys or not app.config.get("SECRET_KEY"):
             return config
         keys = [app.config["SECRET_KEY"], *(app.config.get("SECRET_KEY_FALLBACKS") or [])]

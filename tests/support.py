@@ -75,9 +75,11 @@ class ShopClient:
 
     def __post_init__(self) -> None:
         scheme = "https" if self.https else "http"
-        if self.framework == "flask":
-            self._client = self.app.test_client()
-            self._raw = self.app.test_client(use_cookies=False)
+        if self.framework in ("flask", "wsgi"):
+            from werkzeug.test import Client
+
+            self._client = Client(self.app)
+            self._raw = Client(self.app, use_cookies=False)
             self._base = f"{scheme}://localhost"
         else:
             from starlette.testclient import TestClient
@@ -87,7 +89,7 @@ class ShopClient:
             self._base = ""
 
     def _send(self, client: Any, method: str, path: str, body: Any, headers: Any) -> Reply:
-        if self.framework == "flask":
+        if self.framework != "fastapi":
             kwargs: dict[str, Any] = {"method": method, "headers": headers or {}}
             if body is not None:
                 kwargs["json"] = body
@@ -114,14 +116,14 @@ class ShopClient:
     @property
     def cookie(self) -> str | None:
         """The session cookie's value in the jar."""
-        if self.framework == "flask":
+        if self.framework != "fastapi":
             found = self._client.get_cookie(self.cookie_name)
             return found.value if found is not None else None
         value: str | None = self._client.cookies.get(self.cookie_name)
         return value
 
     def forget_cookies(self) -> None:
-        if self.framework == "flask":
+        if self.framework != "fastapi":
             self._client._cookies.clear()
         else:
             self._client.cookies.clear()

@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from typing import Any
 
 from .base import (
     Create,
     Delete,
     DeleteUser,
     Load,
+    Op,
     Record,
     Store,
     Touch,
@@ -51,6 +53,9 @@ class MemoryStore(Store):
 
     def __len__(self) -> int:
         return len(self._records)
+
+    async def aexecute(self, op: Op) -> Any:
+        return self.execute(op)  # nothing to await: memory operations never block
 
     # --- operations -----------------------------------------------------------------------
     def load(self, op: Load) -> Record | None:

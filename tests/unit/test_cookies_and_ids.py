@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import pytest
+
+from sessionkit import SessionConfig, SessionTooLarge
+from sessionkit.codecs import SessionIds
+from sessionkit.cookies import CookieWriter, cookie_values
+from tests.support import KEY, OLD_KEY
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, []),
+        ("", []),
+        ("other=1", []),
+        ("session=abc", ["abc"]),
+        ("a=1; session=abc; b=2", ["abc"]),
+        ("session=a; session=b", ["a", "b"]),
+        ('session="quoted"', ["quoted"]),
+        ("mysession=x; session_old=y", []),
+        ("session", []),
+        ("session=", [""]),
+        ("  session =x", []),
+        ("session=a,session=b", ["a", "b"]),
+    ],
+)
+def test_cookie_values(header: str | None, expected: list[str]) -> None:
+    assert cookie_values(header, "session") == expected
+
+
+def test_ids_are_256_bit_random_dotless_and_verified() -> None:
+    ids = SessionIds([KEY.encode()])
+    token, key = ids.new()
+    assert len(token) == 64
+    assert "." not in token
+    assert ids.verify(token) == (key, 0)
+    assert ids.new()[0] != token
+    assert key != token  # the store never sees the id itself
+
+
+def test_store_key_depends_on_the_secret() -> None:
+    token, _ = SessionIds([KEY.encode()]).new()
+    assert SessionIds([OLD_KEY.encode()]).verify(token) is None
+
+
+def test_rotation_verifies_old_ids_and_names_their_generation() -> None:
+    old_token, old_key = SessionIds([OLD_KEY.encode()]).new()
+    rotated = SessionIds([KEY.encode(), OLD_KEY.encode()])
+    assert rotated.verify(old_token) == (old_key, 1)
+    new_token, _ = rotated.new()
+    assert rotated.verify(new_token) is not None
+    assert SessionIds([OLD_KEY.encode()]).verify(new_token) is None
+
+
+def test_log_id_is_short_and_not_the_token() -> None:
+    ids = SessionIds([KEY.encode()])
+    token, _ = ids.new()
+    assert len(ids.log_id(token)) == 16
+    assert ids.log_id(token) not in token
+
+
+def test_cookie_writer_refuses_oversized_cookies() -> None:
+    writer = CookieWriter(SessionConfig(secret_key=KEY))
+    with pytest.raises(SessionTooLarge, match="4096"):
+        writer.set("x" * 5000, max_age=10, now=0, https=False)
+
+
+def test_cookie_writer_forces_secure_for_prefixed_names() -> None:
+    writer = CookieWriter(SessionConfig(secret_key=KEY, cookie_name="__Secure-s"))
+    assert "; Secure" in writer.set("v", max_age=10, now=0, https=False)
+    assert "; Secure" in writer.delete(https=False)
+
+
+def test_cookie_secure_false_never_sends_secure() -> None:
+    writer = CookieWriter(SessionConfig(secret_key=KEY, cookie_secure=False))
+    assert "Secure" not in writer.set("v", max_age=10, now=0, https=True)
