@@ -1,10 +1,12 @@
 """How values and ids are encoded: JSON for data (never pickle), HMAC-tagged random ids.
 
-A session id is 32 random bytes plus a 16-byte HMAC tag, base64url (64 characters, no ``.``).
-The tag lets a forged or guessed id be rejected without touching the store, and tells which
-of the configured secrets issued the id, so secrets rotate without extra store lookups.
-Stores never see the id: they get ``HMAC(store-key, id)``, so a dump of a store holds no
-usable cookie and write access to a store is not enough to mint one.
+A session id is 32 random bytes plus a 16-byte tag, base64url (64 characters, no ``.``).
+One HMAC of the random part gives 32 bytes: the first half is the tag, the second half the
+store key. The tag lets a forged or guessed id be rejected without touching the store, and
+tells which of the configured secrets issued the id, so secrets rotate without extra store
+lookups. Stores only ever see the second half, which the cookie does not contain and which
+cannot be computed without the secret: a dump of a store holds no usable cookie, and write
+access to a store is not enough to mint one.
 """
 
 from __future__ import annotations
@@ -48,21 +50,20 @@ def _derive(secret: bytes, purpose: bytes) -> bytes:
 class SessionIds:
     """Issues and verifies session ids and maps them to store keys, for one list of secrets."""
 
-    __slots__ = ("_log_key", "_store_keys", "_tag_keys")
+    __slots__ = ("_id_keys", "_log_key")
 
     def __init__(self, secret_keys: Sequence[bytes]) -> None:
         if not secret_keys:
             raise ValueError("at least one secret key is required")
-        self._tag_keys = [_derive(s, b"id-tag") for s in secret_keys]
-        self._store_keys = [_derive(s, b"store-key") for s in secret_keys]
+        self._id_keys = [_derive(s, b"session-id") for s in secret_keys]
         self._log_key = _derive(secret_keys[0], b"log-id")
 
     def new(self) -> tuple[str, str]:
         """A fresh ``(token, store_key)`` under the current secret."""
         raw = secrets.token_bytes(_RANDOM_BYTES)
-        tag = hmac.digest(self._tag_keys[0], raw, "sha256")[:_TAG_BYTES]
-        token = base64.urlsafe_b64encode(raw + tag).decode("ascii")
-        return token, self._store_key(raw, 0)
+        digest = hmac.digest(self._id_keys[0], raw, "sha256")
+        token = base64.urlsafe_b64encode(raw + digest[:_TAG_BYTES]).decode("ascii")
+        return token, _store_key(digest)
 
     def verify(self, token: str) -> tuple[str, int] | None:
         """``(store_key, generation)`` for an authentic token, else None.
@@ -74,10 +75,10 @@ class SessionIds:
             return None
         blob = base64.urlsafe_b64decode(token)
         raw, tag = blob[:_RANDOM_BYTES], blob[_RANDOM_BYTES:]
-        for generation, key in enumerate(self._tag_keys):
-            expected = hmac.digest(key, raw, "sha256")[:_TAG_BYTES]
-            if hmac.compare_digest(expected, tag):
-                return self._store_key(raw, generation), generation
+        for generation, key in enumerate(self._id_keys):
+            digest = hmac.digest(key, raw, "sha256")
+            if hmac.compare_digest(digest[:_TAG_BYTES], tag):
+                return _store_key(digest), generation
         return None
 
     def log_id(self, token: str) -> str:
@@ -85,6 +86,6 @@ class SessionIds:
         digest = hmac.digest(self._log_key, token.encode("ascii", "replace"), "sha256")
         return digest[:8].hex()
 
-    def _store_key(self, raw: bytes, generation: int) -> str:
-        digest = hmac.digest(self._store_keys[generation], raw, "sha256")
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+def _store_key(digest: bytes) -> str:
+    return base64.urlsafe_b64encode(digest[_TAG_BYTES:]).rstrip(b"=").decode("ascii")

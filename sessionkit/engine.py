@@ -237,7 +237,8 @@ class SessionEngine:
             )
             yield Create(key, Record(fields, session._created_at, expires, now, session._user_id))
             set_cookies.append(cookie)
-            session._raw, session._values, session._removed = fields, {}, set()
+            session._raw, session._values = fields, {}
+            session._removed, session._assigned = set(), set()
             session._token, session._key = token, key
             session._user_changed = session._force = session._invalidated = False
             return CommitResult(set_cookies, True)

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, Response, request
 from flask.sessions import SessionInterface, SessionMixin
 
-from ._http import UNAVAILABLE_BODY, unavailable
+from ._http import UNAVAILABLE_BODY, add_vary_cookie, unavailable
 from .config import SessionConfig
 from .engine import SessionEngine
 from .errors import ConfigError, StoreUnavailable
@@ -66,8 +66,9 @@ class SessionKitInterface(SessionInterface):
             for name, value in unavailable(error):
                 response.headers[name] = value
             return
-        if result.vary:
-            response.vary.add("Cookie")
+        if result.vary:  # direct header edit: werkzeug's response.vary re-parses the header
+            headers = response.headers
+            headers["Vary"] = add_vary_cookie(headers.get("Vary"))
         for cookie in result.set_cookies:
             response.headers.add("Set-Cookie", cookie)
 

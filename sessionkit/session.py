@@ -19,6 +19,7 @@ from .errors import StoreUnavailable
 logger = logging.getLogger("sessionkit")
 _MISSING: Any = object()
 _EMPTY: dict[str, str] = {}
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 MAX_USER_ID_LENGTH = 256
 
 
@@ -26,6 +27,7 @@ class Session(MutableMapping[str, Any]):
     """The session of one request. Identical in every mode and framework."""
 
     __slots__ = (
+        "_assigned",
         "_created_at",
         "_doomed",
         "_expires_at",
@@ -57,6 +59,7 @@ class Session(MutableMapping[str, Any]):
         self._raw: dict[str, str] = _EMPTY
         self._values: dict[str, Any] = {}
         self._removed: set[str] = set()
+        self._assigned: set[str] = set()
         self._token: str | None = None
         self._key: str | None = None
         self._generation = 0
@@ -104,6 +107,7 @@ class Session(MutableMapping[str, Any]):
         encode_value(key, value)  # fail here, naming the key, not at the end of the request
         self.accessed = True
         self._values[key] = value
+        self._assigned.add(key)
         if self._removed:
             self._removed.discard(key)
 
@@ -197,6 +201,7 @@ class Session(MutableMapping[str, Any]):
         self._raw = _EMPTY
         self._values = {}
         self._removed = set()
+        self._assigned = set()
         self._user_id = None
         self._user_changed = False
         self._invalidated = True
@@ -236,9 +241,11 @@ class Session(MutableMapping[str, Any]):
     # --- for the engine -------------------------------------------------------------------
     def _delta(self) -> tuple[dict[str, str], tuple[str, ...]]:
         """The encoded values that differ from what was loaded, and the keys removed."""
-        raw = self._raw
+        raw, assigned = self._raw, self._assigned
         changes: dict[str, str] = {}
         for key, value in self._values.items():
+            if key not in assigned and type(value) in _SCALARS:
+                continue  # read, not assigned, and immutable: cannot have changed
             text = encode_value(key, value)
             if raw.get(key) != text:
                 changes[key] = text

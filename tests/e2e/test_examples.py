@@ -1,0 +1,75 @@
+"""The examples as users run them (``python -m examples.<app>``), over real HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+
+from tests.servers import free_port
+from tests.support import KEY
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = [
+    ("GET", "/whoami", None), ("POST", "/cart/apple", None), ("POST", "/login", {"user": "ann"}),
+    ("POST", "/cart/pear", None), ("DELETE", "/cart/apple", None), ("GET", "/cart", None),
+    ("GET", "/whoami", None), ("POST", "/logout", None), ("GET", "/cart", None),
+]
+
+
+@contextlib.contextmanager
+def example(module: str, **env: str) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, "--port", str(port)],
+        cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx2.get(base + "/whoami", timeout=1)
+                break
+            except httpx2.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{module} did not start") from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        assert process.stderr is not None
+        process.stderr.close()
+
+
+def run_script(base: str) -> list[tuple[int, bytes]]:
+    with httpx2.Client(base_url=base, timeout=10) as http:
+        return [(r.status_code, r.content)
+                for r in (http.request(m, p, json=b) for m, p, b in SCRIPT)]
+
+
+def test_both_examples_serve_the_shop_with_byte_identical_bodies() -> None:
+    env = {"SESSIONKIT_STORE": "memory://", "SESSIONKIT_SECRET_KEY": KEY,
+           "SESSIONKIT_INSTANCE_ID": "demo-a"}
+    transcripts = {}
+    for module in ("examples.fastapi_app", "examples.flask_app"):
+        with example(module, **env) as base:
+            transcripts[module] = run_script(base)
+    fastapi, flask = transcripts.values()
+    assert fastapi == flask
+    assert fastapi[5] == (200, b'{"cart":["pear"]}')
+    assert fastapi[6][1] == (b'{"instance":"demo-a","session_new":false,"store":"memory://",'
+                             b'"user":"ann"}')
+    assert fastapi[8] == (200, b'{"cart":[]}')
