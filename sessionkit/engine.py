@@ -202,12 +202,18 @@ class SessionEngine:
         session._generation = generation
         session._created_at = record.created_at
         session._last_accessed = record.accessed_at
-        session._expires_at = expires = deadline(record.created_at, now, self._idle, self._absolute)
+        expires = deadline(record.created_at, now, self._idle, self._absolute)
+        if not self.store.slides_on_load:
+            # Slide (a write) only once a tenth of the idle timeout has passed since the last
+            # slide; until then the stored deadline stays the one in force.
+            session._touch = expires - record.expires_at >= self._idle * TOUCH_FRACTION
+            if not session._touch:
+                expires = record.expires_at
+        session._expires_at = expires
+        session._version = record.version
         session._user_id = record.user_id
         session._is_new = False
         session._lookup = "hit"
-        if not self.store.slides_on_load:
-            session._touch = expires - record.expires_at >= self._idle * TOUCH_FRACTION
         if generation:  # issued under a retired secret: move it to the current one
             session._doomed.append(key)
             session._key = None
@@ -221,8 +227,8 @@ class SessionEngine:
             for key in session._doomed:
                 yield Delete(key)
             session._doomed = []
-        expires = deadline(session._created_at, now, self._idle, self._absolute)
         if session._key is None:  # new, regenerated, invalidated or re-keyed
+            expires = deadline(session._created_at, now, self._idle, self._absolute)
             fields = session._fields()
             if not fields and session._user_id is None:
                 if session._invalidated:
@@ -235,26 +241,29 @@ class SessionEngine:
                 now=now,
                 https=https,
             )
-            yield Create(key, Record(fields, session._created_at, expires, now, session._user_id))
+            record = Record(fields, session._created_at, expires, now, session._user_id)
+            yield Create(key, record, self._absolute)
             set_cookies.append(cookie)
             session._raw, session._values = fields, {}
             session._removed, session._assigned = set(), set()
-            session._token, session._key = token, key
+            session._token, session._key, session._version = token, key, record.version
+            session._expires_at = expires
             session._user_changed = session._force = session._invalidated = False
             return CommitResult(set_cookies, True)
 
         changes, removed = session._delta()
+        expires = session._expires_at
         if changes or removed or session._user_changed or session._force:
             stored = yield Update(
                 session._key, changes, removed, session._user_id, session._user_changed,
-                now, expires,
+                now, expires, session._touch, session._raw, session._version, self._absolute,
             )
             if not stored:
                 logger.info(
                     "sessionkit: session %s was destroyed by another request; "
                     "this request's changes were dropped", self.ids.log_id(session._token or ""),
                 )
-            session._user_changed = session._force = False
+            session._user_changed = session._force = session._touch = False
         elif session._touch:
             yield Touch(session._key, now, expires)
             session._touch = False

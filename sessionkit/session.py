@@ -46,6 +46,7 @@ class Session(MutableMapping[str, Any]):
         "_user_changed",
         "_user_id",
         "_values",
+        "_version",
         "accessed",
     )
 
@@ -75,6 +76,7 @@ class Session(MutableMapping[str, Any]):
         self._is_new = True
         self._lookup = "new"
         self._touch = False
+        self._version = 0
         #: True once the request read or wrote the session (responses then get ``Vary: Cookie``).
         self.accessed = False
         if data:

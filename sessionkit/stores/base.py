@@ -52,16 +52,25 @@ class Load(Op):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Create(Op):
-    """Write a whole new record (new, regenerated or re-keyed sessions)."""
+    """Write a whole new record (new, regenerated or re-keyed sessions). ``absolute`` is the
+    configured absolute timeout: no session outlives it, so indexes may expire after it."""
 
     method: ClassVar[str] = "create"
     record: Record
+    absolute: float
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Update(Op):
     """Merge a delta into the live record atomically; return False if it no longer exists
-    (destroyed by a concurrent logout, regenerate or expiry): a delta never resurrects it."""
+    (destroyed by a concurrent logout, regenerate or expiry): a delta never resurrects it.
+
+    ``changes`` maps keys to their new JSON text, ``removed`` lists deleted keys; keys the
+    request did not change are left as they are in the store, so a concurrent request's
+    changes to other keys survive. ``expires_at`` is the deadline in force after this write;
+    ``slide`` says it moved (stores that keep it in the record write it then). ``base_fields``
+    and ``base_version`` are the record as loaded, for stores that merge optimistically.
+    """
 
     method: ClassVar[str] = "update"
     changes: Mapping[str, str]
@@ -70,6 +79,10 @@ class Update(Op):
     set_user: bool
     now: float
     expires_at: float
+    slide: bool
+    base_fields: Mapping[str, str]
+    base_version: int
+    absolute: float
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -98,7 +111,8 @@ class Store:
 
     #: Sessions in this store are reachable from every instance (Redis, SQL), not only this one.
     shared: ClassVar[bool] = True
-    #: ``Load`` also slides the expiry, so the engine never needs a separate ``Touch``.
+    #: ``Load`` also slides the expiry (free for this store). When false, the engine slides it
+    #: with ``Touch`` (or within ``Update``) only once a tenth of the idle timeout has passed.
     slides_on_load: ClassVar[bool] = False
     #: A display name with no credentials, for logs, errors and status pages.
     name: str = "store"

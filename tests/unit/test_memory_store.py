@@ -16,7 +16,7 @@ IDLE, ABSOLUTE = 100.0, 1000.0
 def put(store: MemoryStore, key: str, now: float = 0.0, user: str | None = None,
         fields: dict[str, str] | None = None) -> None:
     data = {"a": "1"} if fields is None else fields
-    store.execute(Create(key, Record(data, now, now + IDLE, now, user)))
+    store.execute(Create(key, Record(data, now, now + IDLE, now, user), ABSOLUTE))
 
 
 def load(store: MemoryStore, key: str, now: float = 0.0) -> Record | None:
@@ -26,7 +26,7 @@ def load(store: MemoryStore, key: str, now: float = 0.0) -> Record | None:
 
 def update(store: MemoryStore, key: str, changes: dict[str, str], now: float = 1.0,
            removed: tuple[str, ...] = ()) -> bool:
-    op = Update(key, changes, removed, None, False, now, now + IDLE)
+    op = Update(key, changes, removed, None, False, now, now + IDLE, True, {}, 1, ABSOLUTE)
     result: bool = store.execute(op)
     return result
 
