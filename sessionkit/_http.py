@@ -11,13 +11,14 @@ logger = logging.getLogger("sessionkit")
 UNAVAILABLE_BODY = b'{"error":"session store unavailable, retry later"}'
 
 
-def unavailable(error: StoreUnavailable) -> list[tuple[str, str]]:
+def unavailable(error: StoreUnavailable, retry_after: int) -> list[tuple[str, str]]:
     """Log the outage once per request and return the 503's headers."""
     logger.error("sessionkit: %s; answering 503", error)
+    seconds = error.retry_after if error.retry_after is not None else retry_after
     return [
         ("Content-Type", "application/json"),
         ("Content-Length", str(len(UNAVAILABLE_BODY))),
-        ("Retry-After", str(error.retry_after)),
+        ("Retry-After", str(seconds)),
         ("Cache-Control", "no-store"),
     ]
 

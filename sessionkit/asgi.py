@@ -81,7 +81,10 @@ class SessionMiddleware:
         except StoreUnavailable as error:
             if started:
                 raise
-            headers = [(k.lower().encode(), v.encode()) for k, v in unavailable(error)]
+            headers = [
+                (k.lower().encode(), v.encode())
+                for k, v in unavailable(error, engine.config.retry_after)
+            ]
             await send({"type": "http.response.start", "status": 503, "headers": headers})
             await send({"type": "http.response.body", "body": UNAVAILABLE_BODY})
 

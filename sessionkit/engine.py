@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Generator
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 from .affinity import resolve_instance_id, split_route
@@ -18,6 +18,7 @@ from .codecs import TOKEN_LENGTH, SessionIds
 from .config import SessionConfig
 from .cookies import CookieWriter, cookie_values
 from .errors import ConfigError
+from .sansio import run_async, run_sync
 from .session import Session
 from .stores import Store, open_store
 from .stores.base import Create, Delete, Load, Op, Record, Touch, Update, deadline
@@ -25,7 +26,7 @@ from .stores.base import Create, Delete, Load, Op, Record, Touch, Update, deadli
 logger = logging.getLogger("sessionkit")
 
 T = TypeVar("T")
-Steps: TypeAlias = Generator[Op, Any, T]
+Steps: TypeAlias = Generator[Op, Any, T]  # an engine step: yields store operations
 
 #: Stores that cannot slide expiry while reading get a write once this fraction of the idle
 #: timeout has passed since the last one, not on every request.
@@ -41,38 +42,6 @@ class CommitResult(NamedTuple):
 
     set_cookies: list[str]
     vary: bool
-
-
-def run_sync(steps: Steps[T], execute: Callable[[Op], Any]) -> T:
-    """Drive an engine generator, performing each operation synchronously."""
-    try:
-        op = next(steps)
-        while True:
-            try:
-                result = execute(op)
-            except Exception as exc:
-                op = steps.throw(exc)
-            else:
-                op = steps.send(result)
-    except StopIteration as done:
-        value: T = done.value
-        return value
-
-
-async def run_async(steps: Steps[T], execute: Callable[[Op], Awaitable[Any]]) -> T:
-    """Drive an engine generator, awaiting each operation."""
-    try:
-        op = next(steps)
-        while True:
-            try:
-                result = await execute(op)
-            except Exception as exc:
-                op = steps.throw(exc)
-            else:
-                op = steps.send(result)
-    except StopIteration as done:
-        value: T = done.value
-        return value
 
 
 class SessionEngine:

@@ -20,8 +20,11 @@ class StoreUnavailable(SessionKitError):
     session: a fresh session would silently drop the user's cart or log them out.
     """
 
-    def __init__(self, store: str, cause: BaseException | None = None, retry_after: int = 1):
+    def __init__(
+        self, store: str, cause: BaseException | None = None, retry_after: int | None = None
+    ):
         self.store = store
+        #: Seconds for ``Retry-After``; None leaves it to the ``retry_after`` setting.
         self.retry_after = retry_after
         detail = f": {type(cause).__name__}: {cause}" if cause is not None else ""
         super().__init__(f"session store {store} is unavailable{detail}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from flask.sessions import SessionInterface, SessionMixin
 
 from ._http import UNAVAILABLE_BODY, add_vary_cookie, unavailable
@@ -63,7 +63,7 @@ class SessionKitInterface(SessionInterface):
             response.status_code = 503
             response.set_data(UNAVAILABLE_BODY)
             response.headers.pop("Set-Cookie", None)
-            for name, value in unavailable(error):
+            for name, value in unavailable(error, self.engine.config.retry_after):
                 response.headers[name] = value
             return
         if result.vary:  # direct header edit: werkzeug's response.vary re-parses the header
@@ -74,7 +74,8 @@ class SessionKitInterface(SessionInterface):
 
 
 def _unavailable_response(error: StoreUnavailable) -> Response:
-    return Response(UNAVAILABLE_BODY, 503, headers=unavailable(error))
+    engine: SessionEngine = current_app.extensions[EXTENSION_KEY]
+    return Response(UNAVAILABLE_BODY, 503, headers=unavailable(error, engine.config.retry_after))
 
 
 class SessionKit:

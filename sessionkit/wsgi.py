@@ -62,7 +62,9 @@ class SessionMiddleware:
         except StoreUnavailable as error:
             if started:
                 raise
-            start_response("503 Service Unavailable", unavailable(error))
+            start_response(
+                "503 Service Unavailable", unavailable(error, engine.config.retry_after)
+            )
             return [UNAVAILABLE_BODY]
 
 

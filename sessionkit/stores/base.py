@@ -41,8 +41,10 @@ class Op:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Load(Op):
-    """Return the live record at ``key`` (None if missing or expired at ``now``). A store whose
-    ``slides_on_load`` is true also slides the expiry and ``accessed_at`` in the same I/O."""
+    """Return the record at ``key``, or None. The engine judges expiry against ``now`` and
+    deletes an expired record it is given, so a store need not filter (it may drop what it
+    knows expired). A store whose ``slides_on_load`` is true also slides the expiry and
+    ``accessed_at`` in the same I/O."""
 
     method: ClassVar[str] = "load"
     now: float

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from sessionkit import SessionConfig
+from sessionkit.config import redact_url
+from tests.stores import ALL_STORES, iter_params, store_url_for
 from tests.support import FRAMEWORKS, INSTANCE, KEY, FakeClock, ShopClient, make_app
 
 DAY = 86400.0
 COOKIE_RE = re.compile(r"^session=([A-Za-z0-9_-]{64})\.([a-z0-9-]+);")
-STORES = [pytest.param("memory://", id="memory")]
 
 
 @pytest.fixture(params=FRAMEWORKS)
@@ -21,9 +23,9 @@ def framework(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture(params=STORES)
-def store_url(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+@pytest.fixture(params=list(iter_params(list(ALL_STORES))))
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return store_url_for(request, tmp_path, request.param)
 
 
 def config_for(store_url: str, clock: FakeClock, **kwargs: object) -> SessionConfig:
@@ -36,11 +38,13 @@ def shop(framework: str, store_url: str, clock: FakeClock) -> ShopClient:
     return ShopClient(framework, make_app(framework, config_for(store_url, clock)))
 
 
-def test_no_cookie_and_no_write_for_an_untouched_new_session(shop: ShopClient) -> None:
+def test_no_cookie_and_no_write_for_an_untouched_new_session(
+    shop: ShopClient, store_url: str
+) -> None:
     reply = shop.call("GET", "/whoami")
     assert reply.status == 200
-    assert reply.json == {"instance": INSTANCE, "session_new": True, "store": "memory://",
-                          "user": None}
+    assert reply.json == {"instance": INSTANCE, "session_new": True,
+                          "store": redact_url(store_url), "user": None}
     assert reply.set_cookies == []
     assert reply.header("vary") == "Cookie"
     assert shop.call("GET", "/cart").set_cookies == []
@@ -99,7 +103,9 @@ def test_logout_clears_the_cookie_and_the_old_cookie_is_dead(shop: ShopClient) -
     assert shop.raw("GET", "/cart", cookie=f"session={old}").json == {"cart": []}
 
 
-def test_login_regenerates_the_id_keeps_the_cart_and_kills_the_old_id(shop: ShopClient) -> None:
+def test_login_regenerates_the_id_keeps_the_cart_and_kills_the_old_id(
+    shop: ShopClient, store_url: str
+) -> None:
     shop.call("POST", "/cart/apple")
     before = shop.cookie
     reply = shop.call("POST", "/login", {"user": "bob"})
@@ -108,8 +114,8 @@ def test_login_regenerates_the_id_keeps_the_cart_and_kills_the_old_id(shop: Shop
     assert before.split(".")[0] != after.split(".")[0]
     assert shop.call("GET", "/cart").json == {"cart": ["apple"]}
     stale = shop.raw("GET", "/whoami", cookie=f"session={before}")
-    assert stale.json == {"instance": INSTANCE, "session_new": True, "store": "memory://",
-                          "user": None}
+    assert stale.json == {"instance": INSTANCE, "session_new": True,
+                          "store": redact_url(store_url), "user": None}
 
 
 def test_idle_timeout_slides_with_use_and_expires_without(

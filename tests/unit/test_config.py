@@ -27,7 +27,7 @@ def test_defaults() -> None:
     ("kwargs", "fragment"),
     [
         ({"store": "nonsense"}, "store must be a URL"),
-        ({"store": "nosuch://x"}, "valid schemes: memory://"),
+        ({"store": "nosuch://x"}, "valid schemes: mariadb://, memory://"),
         ({"secret_key": "short"}, "at least 32 are required"),
         ({"secret_key": [KEY, "short"]}, "at least 32"),
         ({"secret_key": []}, "empty list"),
