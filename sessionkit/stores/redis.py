@@ -29,13 +29,14 @@ import math
 import weakref
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, TypeAlias
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.asyncio.sentinel
 import redis.cluster
+import redis.connection
 import redis.exceptions
 import redis.sentinel
 
@@ -106,7 +107,12 @@ class RedisStore(Store):
         elif scheme == "redis+cluster":
             sync_factory, async_factory = _cluster_factories(parts, query)
         else:
-            plain = urlunsplit(parts._replace(query=urlencode(query)))
+            plain = url.split("?", 1)[0] + "?" + urlencode(query)
+            try:
+                parse_url: Any = redis.connection.parse_url
+                parse_url(plain)  # fail at startup, not at the first request
+            except ValueError as exc:
+                raise ConfigError(f"invalid Redis URL {name}: {exc}") from None
 
             def sync_factory() -> Any:
                 return redis.Redis.from_url(plain)

@@ -202,3 +202,19 @@ def test_outage_log_line_has_no_password(own_redis: tuple[RedisProcesses, int],
     assert shop.call("POST", "/set/a").status == 503
     assert "hunter2" not in caplog.text
     assert "503" in caplog.text
+
+
+def test_unix_socket_url(tmp_path: Path) -> None:
+    processes = RedisProcesses(tmp_path)
+    [port] = spare_ports(1)
+    socket_path = tmp_path / "redis.sock"
+    processes.start(port, "--unixsocket", str(socket_path), "--unixsocketperm", "700")
+    try:
+        shop = ShopClient("flask", make("flask", secret_key=KEY, store=f"unix://{socket_path}?db=2"))
+        shop.call("POST", "/set/a")
+        assert shop.call("GET", "/get").json == {"a": True}
+        probe = redis.Redis(unix_socket_path=str(socket_path), db=2)
+        assert len(probe.keys("sessionkit:*")) == 1
+        probe.close()
+    finally:
+        processes.stop()
