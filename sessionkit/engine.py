@@ -3,7 +3,8 @@
 ``_load`` and ``_commit`` are generators that *yield* store operations and receive their
 results (the sans-I/O style of h11). ``load``/``commit`` drive them with the store's sync
 ``execute``; ``aload``/``acommit`` await its ``aexecute``. So WSGI and ASGI share every line
-of policy and differ only in the three-line runner that performs the I/O.
+of policy and differ only in the runner that performs the I/O (``sessionkit.sansio``).
+What differs between server-side and client-side sessions sits behind ``Backend``.
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ import secrets
 from collections.abc import Generator
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
-from .affinity import resolve_instance_id, split_route
-from .codecs import TOKEN_LENGTH, SessionIds
+from .affinity import resolve_instance_id
+from .backend import Backend, Found
+from .codecs import SessionIds
 from .config import SessionConfig
 from .cookies import CookieWriter, cookie_values
-from .errors import ConfigError
+from .errors import ConfigError, SessionTooLarge
 from .sansio import run_async, run_sync
+from .serverside import ServerSide
 from .session import Session
 from .stores import Store, open_store
-from .stores.base import Create, Delete, Load, Op, Record, Touch, Update, deadline
+from .stores.base import Op, Record, deadline
 
 logger = logging.getLogger("sessionkit")
 
@@ -31,7 +34,6 @@ Steps: TypeAlias = Generator[Op, Any, T]  # an engine step: yields store operati
 #: Stores that cannot slide expiry while reading get a write once this fraction of the idle
 #: timeout has passed since the last one, not on every request.
 TOUCH_FRACTION = 0.1
-_MAX_COOKIE_VALUE = TOKEN_LENGTH + 1 + 63
 #: Authentic session cookies looked up per request at most (a stale cookie on a narrower path
 #: is sent before the live one on "/"; more than this is not a browser).
 _MAX_LOOKUPS = 3
@@ -64,19 +66,25 @@ class SessionEngine:
             kwargs["store"] = instance.name
         self.config = cfg = SessionConfig.coerce(config, kwargs)
         self.instance_id = resolve_instance_id(cfg.instance_id)
-        self.store = instance if instance is not None else open_store(cfg.store)
-        self.ids = SessionIds(cfg.secret_keys or self._development_key())
         self.cookies = CookieWriter(cfg)
         self.session_class = session_class
         self._clock = cfg.clock
         self._idle = cfg.idle_seconds
         self._absolute = cfg.absolute_seconds
         self._cookie_name = cfg.cookie_name
-        self._route_suffix = "." + self.instance_id
+        self.backend = self._make_backend(instance)
+        #: The store behind the sessions: ``store.delete_user_sessions(user_id)`` and friends.
+        self.store: Store = self.backend.public_store
+        self._io = self.backend.io_store
 
-    def _development_key(self) -> tuple[bytes, ...]:
+    def _make_backend(self, instance: Store | None) -> Backend:
+        store = instance if instance is not None else open_store(self.config.store)
+        ids = SessionIds(self.config.secret_keys or self._development_key(store))
+        return ServerSide(store, ids, self.instance_id, self._idle, self._absolute)
+
+    def _development_key(self, store: Store) -> tuple[bytes, ...]:
         """No secret_key: only a store private to this process can live with a random key."""
-        if self.store.shared:
+        if store.shared:
             raise ConfigError(
                 f"secret_key is required with the {self.config.scheme}:// store: every instance "
                 f"must hash session ids the same way. Set secret_key (or SESSIONKIT_SECRET_KEY) "
@@ -92,23 +100,23 @@ class SessionEngine:
     # --- sync and async faces ---------------------------------------------------------------
     def load(self, cookie_header: str | None) -> Session:
         """The session for a request's ``Cookie`` header (a fresh one when there is none)."""
-        return run_sync(self._load(cookie_header), self.store.execute)
+        return run_sync(self._load(cookie_header), self._io.execute)
 
     async def aload(self, cookie_header: str | None) -> Session:
-        return await run_async(self._load(cookie_header), self.store.aexecute)
+        return await run_async(self._load(cookie_header), self._io.aexecute)
 
     def commit(self, session: Session, *, https: bool = False) -> CommitResult:
         """Save what changed; return what the response must carry."""
-        return run_sync(self._commit(session, https), self.store.execute)
+        return run_sync(self._commit(session, https), self._io.execute)
 
     async def acommit(self, session: Session, *, https: bool = False) -> CommitResult:
-        return await run_async(self._commit(session, https), self.store.aexecute)
+        return await run_async(self._commit(session, https), self._io.aexecute)
 
     def close(self) -> None:
-        self.store.close()
+        self._io.close()
 
     async def aclose(self) -> None:
-        await self.store.aclose()
+        await self._io.aclose()
 
     # --- policy -----------------------------------------------------------------------------
     def _fresh(self, now: float, lookup: str) -> Session:
@@ -116,43 +124,26 @@ class SessionEngine:
         session._lookup = lookup
         return session
 
-    def _parse(self, value: str) -> tuple[str, str | None, str, int] | None:
-        """``(token, route, store_key, generation)`` of an authentic cookie value, else None.
-        Everything is checked here, before any store lookup."""
-        if len(value) > _MAX_COOKIE_VALUE:
-            return None
-        parts = split_route(value)
-        if parts is None:
-            return None
-        verified = self.ids.verify(parts[0])
-        if verified is None:
-            return None
-        return parts[0], parts[1], verified[0], verified[1]
-
     def _load(self, cookie_header: str | None) -> Steps[Session]:
         now = self._clock()
         candidates = cookie_values(cookie_header, self._cookie_name)
         if not candidates:
             return self._fresh(now, "new")
-        idle, absolute = self._idle, self._absolute
+        backend = self.backend
         lookup = "invalid"
         looked_up = 0
         for value in candidates:
-            parsed = self._parse(value)
-            if parsed is None:
+            result = yield from backend.lookup(value, now)
+            if isinstance(result, Found):
+                record = result.record
+                if record.expires_at > now and record.created_at + self._absolute > now:
+                    return self._loaded(result, now)
+                yield from backend.destroy(result.key, record.expires_at)  # expired
+                result = backend.miss(result.route)
+            if result == "invalid":
                 continue
-            token, route, key, generation = parsed
-            record: Record | None = yield Load(key, now, idle, absolute)
-            if record is not None and (
-                record.expires_at <= now or record.created_at + absolute <= now
-            ):
-                yield Delete(key)  # expired under the current settings
-                record = None
-            if record is not None:
-                return self._loaded(record, now, token, route, key, generation)
             if looked_up == 0:
-                foreign = route is not None and route != self.instance_id
-                lookup = "affinity_miss" if foreign and not self.store.shared else "not_found"
+                lookup = result
             looked_up += 1
             if looked_up == _MAX_LOOKUPS:
                 break
@@ -160,19 +151,18 @@ class SessionEngine:
             logger.debug("sessionkit: session cookie rejected (malformed or not ours)")
         return self._fresh(now, lookup)
 
-    def _loaded(
-        self, record: Record, now: float, token: str, route: str | None, key: str, generation: int
-    ) -> Session:
+    def _loaded(self, found: Found, now: float) -> Session:
+        record = found.record
         session = self.session_class()
         session._raw = record.fields
-        session._token = token
-        session._key = key
-        session._route = route
-        session._generation = generation
+        session._token = found.token
+        session._key = found.key
+        session._route = found.route
+        session._generation = found.generation
         session._created_at = record.created_at
         session._last_accessed = record.accessed_at
         expires = deadline(record.created_at, now, self._idle, self._absolute)
-        if not self.store.slides_on_load:
+        if not self.backend.slides_on_load:
             # Slide (a write) only once a tenth of the idle timeout has passed since the last
             # slide; until then the stored deadline stays the one in force.
             session._touch = expires - record.expires_at >= self._idle * TOUCH_FRACTION
@@ -183,57 +173,58 @@ class SessionEngine:
         session._user_id = record.user_id
         session._is_new = False
         session._lookup = "hit"
-        if generation:  # issued under a retired secret: move it to the current one
-            session._doomed.append(key)
+        if found.generation:  # issued under a retired secret: move it to the current one
+            session._doomed.append((found.key, expires))
             session._key = None
             session._token = None
         return session
 
     def _commit(self, session: Session, https: bool) -> Steps[CommitResult]:
         now = self._clock()
-        set_cookies: list[str] = []
-        if session._doomed:
-            for key in session._doomed:
-                yield Delete(key)
-            session._doomed = []
+        backend = self.backend
+        for key, until in session._doomed:
+            yield from backend.destroy(key, until)
+        session._doomed = []
+        expires = deadline(session._created_at, now, self._idle, self._absolute)
+        record = Record({}, session._created_at, expires, now, session._user_id, session._version)
+        value: str | None = None
         if session._key is None:  # new, regenerated, invalidated or re-keyed
-            expires = deadline(session._created_at, now, self._idle, self._absolute)
-            fields = session._fields()
-            if not fields and session._user_id is None:
+            record.fields = session._fields()
+            if not record.fields and session._user_id is None:
                 if session._invalidated:
-                    set_cookies.append(self.cookies.delete(https=https))
-                return CommitResult(set_cookies, session.accessed or bool(set_cookies))
-            token, key = self.ids.new()
-            cookie = self.cookies.set(
-                token + self._route_suffix,
-                max_age=session._created_at + self._absolute - now,
-                now=now,
-                https=https,
-            )
-            record = Record(fields, session._created_at, expires, now, session._user_id)
-            yield Create(key, record, self._absolute)
-            set_cookies.append(cookie)
-            session._raw, session._values = fields, {}
+                    return CommitResult([self.cookies.delete(https=https)], True)
+                return CommitResult([], session.accessed)
+            self._check_size(record.fields)
+            value, token, key = yield from backend.create(record)
+            session._raw, session._values = record.fields, {}
             session._removed, session._assigned = set(), set()
-            session._token, session._key, session._version = token, key, record.version
-            session._expires_at = expires
-            session._user_changed = session._force = session._invalidated = False
-            return CommitResult(set_cookies, True)
+            session._token, session._key = token, key
+        else:
+            changes, removed = session._delta()
+            if changes or removed or session._user_changed or session._force:
+                record.fields = session._fields()
+                self._check_size(record.fields)
+                value = yield from backend.update(session, changes, removed, record)
+            elif session._touch:
+                record.fields = session._raw
+                value = yield from backend.touch(session, record)
+            else:
+                return CommitResult([], session.accessed)
+        session._expires_at = expires
+        session._user_changed = session._force = session._invalidated = session._touch = False
+        if value is None:
+            return CommitResult([], session.accessed)
+        cookie = self.cookies.set(
+            value, max_age=session._created_at + self._absolute - now, now=now, https=https
+        )
+        return CommitResult([cookie], True)
 
-        changes, removed = session._delta()
-        expires = session._expires_at
-        if changes or removed or session._user_changed or session._force:
-            stored = yield Update(
-                session._key, changes, removed, session._user_id, session._user_changed,
-                now, expires, session._touch, session._raw, session._version, self._absolute,
-            )
-            if not stored:
-                logger.info(
-                    "sessionkit: session %s was destroyed by another request; "
-                    "this request's changes were dropped", self.ids.log_id(session._token or ""),
-                )
-            session._user_changed = session._force = session._touch = False
-        elif session._touch:
-            yield Touch(session._key, now, expires)
-            session._touch = False
-        return CommitResult(set_cookies, session.accessed)
+    def _check_size(self, fields: dict[str, str]) -> None:
+        """Client-side sessions must fit a cookie: fail here, naming the biggest keys."""
+        limit = self.backend.max_data_bytes
+        if limit is None:
+            return
+        size = sum(len(k) + len(v) + 6 for k, v in fields.items())
+        if size > limit:
+            largest = sorted(((k, len(v)) for k, v in fields.items()), key=lambda kv: -kv[1])
+            raise SessionTooLarge(size, limit, largest[:3])

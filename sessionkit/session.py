@@ -70,7 +70,7 @@ class Session(MutableMapping[str, Any]):
         self._expires_at = expires_at
         self._user_id: str | None = None
         self._user_changed = False
-        self._doomed: list[str] = []
+        self._doomed: list[tuple[str, float]] = []  # (key, when it would expire)
         self._force = False
         self._invalidated = False
         self._is_new = True
@@ -185,7 +185,7 @@ class Session(MutableMapping[str, Any]):
         """Give the session a new id, keep its data, destroy the old id (call it at login)."""
         self.accessed = True
         if self._key is not None:
-            self._doomed.append(self._key)
+            self._doomed.append((self._key, self._expires_at))
         self._key = None
         self._token = None
 
@@ -197,7 +197,7 @@ class Session(MutableMapping[str, Any]):
         """
         self.accessed = True
         if self._key is not None:
-            self._doomed.append(self._key)
+            self._doomed.append((self._key, self._expires_at))
         self._key = None
         self._token = None
         self._raw = _EMPTY

@@ -1,0 +1,83 @@
+"""How a session travels between requests. The engine holds the policy and asks a backend
+only the questions whose answers differ: what a cookie value refers to, and how to write,
+re-issue or destroy a session.
+
+``ServerSide`` (``sessionkit.serverside``): the cookie carries an id, a store keeps the data.
+``JwtBackend`` (``sessionkit.client.jwt``): the cookie *is* the session, a signed token.
+
+Every method is a sans-I/O generator: it yields store operations (``stores.base``) for the
+engine's runner to perform on ``io_store`` and receives their results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Generator, Mapping
+from typing import Any, TypeAlias, TypeVar
+
+from .session import Session
+from .stores.base import Op, Record, Store
+
+T = TypeVar("T")
+Steps: TypeAlias = Generator[Op, Any, T]
+
+
+@dataclasses.dataclass(slots=True)
+class Found:
+    """A cookie value that refers to a stored or carried session."""
+
+    record: Record
+    token: str  #: the session's id (``Session.id``)
+    key: str  #: what ``destroy`` takes
+    route: str | None  #: the instance the cookie names, if any
+    generation: int  #: index of the secret that issued it (0: current)
+
+
+#: A miss is one of "invalid" (malformed or unauthentic: no I/O was done), "not_found" or
+#: "affinity_miss" (the cookie names another instance and this store is not shared).
+Lookup: TypeAlias = Found | str
+
+
+class Backend:
+    """What the engine needs from a way of keeping sessions."""
+
+    #: Operations are performed on this store (the session store, or a revocation list).
+    io_store: Store
+    #: What ``SessionEngine.store`` exposes to the app (``delete_user_sessions``).
+    public_store: Store
+    #: Loading also slides the expiry, for free: the engine never asks for ``touch``.
+    slides_on_load: bool = False
+    #: The most session data (bytes of encoded keys and values) the backend can carry, when
+    #: it carries it in a cookie; None when the data stays on the server.
+    max_data_bytes: int | None = None
+
+    def lookup(self, value: str, now: float) -> Steps[Lookup]:
+        raise NotImplementedError
+
+    def miss(self, route: str | None) -> str:
+        """How to classify a session found expired (or gone) under ``route``."""
+        return "not_found"
+
+    def create(self, record: Record) -> Steps[tuple[str, str, str]]:
+        """Save a whole new session; return ``(cookie value, token, key)``."""
+        raise NotImplementedError
+
+    def update(
+        self, session: Session, changes: Mapping[str, str], removed: tuple[str, ...],
+        record: Record,
+    ) -> Steps[str | None]:
+        """Save what changed (``record`` is the session after the change); return a new
+        cookie value, or None when the cookie stays as it is."""
+        raise NotImplementedError
+
+    def touch(self, session: Session, record: Record) -> Steps[str | None]:
+        """Slide the expiry to ``record.expires_at``; return a new cookie value or None."""
+        raise NotImplementedError
+
+    def destroy(self, key: str, until: float) -> Steps[None]:
+        """Make the session ``key`` unusable (it would have expired at ``until``)."""
+        raise NotImplementedError
+
+    def log_id(self, token: str) -> str:
+        """A short keyed hash of a session id, for logs."""
+        raise NotImplementedError

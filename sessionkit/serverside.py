@@ -1,0 +1,82 @@
+"""Server-side sessions: the cookie carries ``<id>.<instance>``, a store keeps the data."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from .affinity import split_route
+from .backend import Backend, Found, Lookup, Steps
+from .codecs import TOKEN_LENGTH, SessionIds
+from .session import Session
+from .stores.base import Create, Delete, Load, Record, Store, Touch, Update
+
+logger = logging.getLogger("sessionkit")
+_MAX_COOKIE_VALUE = TOKEN_LENGTH + 1 + 63
+
+
+class ServerSide(Backend):
+    def __init__(
+        self, store: Store, ids: SessionIds, instance_id: str, idle: float, absolute: float
+    ) -> None:
+        self.io_store = self.public_store = self.store = store
+        self.slides_on_load = store.slides_on_load
+        self.ids = ids
+        self.instance_id = instance_id
+        self._route_suffix = "." + instance_id
+        self._idle = idle
+        self._absolute = absolute
+
+    def lookup(self, value: str, now: float) -> Steps[Lookup]:
+        # Everything about the cookie is checked before any store lookup.
+        if len(value) > _MAX_COOKIE_VALUE:
+            return "invalid"
+        parts = split_route(value)
+        if parts is None:
+            return "invalid"
+        token, route = parts
+        verified = self.ids.verify(token)
+        if verified is None:
+            return "invalid"
+        key, generation = verified
+        record: Record | None = yield Load(key, now, self._idle, self._absolute)
+        if record is None:
+            return self.miss(route)
+        return Found(record, token, key, route, generation)
+
+    def miss(self, route: str | None) -> str:
+        foreign = route is not None and route != self.instance_id
+        return "affinity_miss" if foreign and not self.store.shared else "not_found"
+
+    def create(self, record: Record) -> Steps[tuple[str, str, str]]:
+        token, key = self.ids.new()
+        yield Create(key, record, self._absolute)
+        return token + self._route_suffix, token, key
+
+    def update(
+        self, session: Session, changes: Mapping[str, str], removed: tuple[str, ...],
+        record: Record,
+    ) -> Steps[str | None]:
+        assert session._key is not None
+        stored = yield Update(
+            session._key, changes, removed, record.user_id, session._user_changed,
+            record.accessed_at, record.expires_at, True, session._raw, session._version,
+            self._absolute,
+        )
+        if not stored:
+            logger.info(
+                "sessionkit: session %s was destroyed by another request; this request's "
+                "changes were dropped", self.log_id(session._token or ""),
+            )
+        return None
+
+    def touch(self, session: Session, record: Record) -> Steps[str | None]:
+        assert session._key is not None
+        yield Touch(session._key, record.accessed_at, record.expires_at)
+        return None
+
+    def destroy(self, key: str, until: float) -> Steps[None]:
+        yield Delete(key)
+
+    def log_id(self, token: str) -> str:
+        return self.ids.log_id(token)
