@@ -47,9 +47,6 @@ class Backend:
     public_store: Store
     #: Loading also slides the expiry, for free: the engine never asks for ``touch``.
     slides_on_load: bool = False
-    #: The most session data (bytes of encoded keys and values) the backend can carry, when
-    #: it carries it in a cookie; None when the data stays on the server.
-    max_data_bytes: int | None = None
 
     def lookup(self, value: str, now: float) -> Steps[Lookup]:
         raise NotImplementedError

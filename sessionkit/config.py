@@ -100,6 +100,9 @@ class SessionConfig:
     absolute_timeout: Duration = timedelta(days=30)
     instance_id: str | None = None
     retry_after: int = 5
+    revocation_store: str | None = None
+    jwt_private_key: str | bytes | None = dataclasses.field(default=None, repr=False)
+    jwt_public_keys: Sequence[str | bytes] | None = None
     clock: Callable[[], float] = dataclasses.field(
         default=time.time, repr=False, compare=False
     )
@@ -125,6 +128,15 @@ class SessionConfig:
             raise ConfigError(f"retry_after must be whole seconds (got {self.retry_after!r})")
         if self.retry_after < 0:
             raise ConfigError("retry_after must be 0 or more seconds")
+        if self.revocation_store is not None and (
+            not isinstance(self.revocation_store, str) or "://" not in self.revocation_store
+        ):
+            raise ConfigError(
+                f"revocation_store must be a store URL such as 'redis://host:6379/0' "
+                f"(got {self.revocation_store!r})"
+            )
+        if isinstance(self.jwt_public_keys, str | bytes):
+            object.__setattr__(self, "jwt_public_keys", (self.jwt_public_keys,))
         if not callable(self.clock):
             raise ConfigError("clock must be a callable returning epoch seconds, like time.time")
 
@@ -253,8 +265,11 @@ def _from_text(name: str, raw: str) -> Any:
     if name == "secret_key":
         keys = [k.strip() for k in raw.split(",") if k.strip()]
         return keys or None
-    if name == "cookie_domain" or name == "instance_id":
+    if name in ("cookie_domain", "instance_id", "revocation_store", "jwt_private_key"):
         return raw or None
+    if name == "jwt_public_keys":
+        marker = "-----END PUBLIC KEY-----"
+        return [part + marker for part in raw.split(marker) if part.strip()] or None
     if name == "retry_after":
         try:
             return int(raw)

@@ -78,8 +78,25 @@ class SessionEngine:
         self._io = self.backend.io_store
 
     def _make_backend(self, instance: Store | None) -> Backend:
-        store = instance if instance is not None else open_store(self.config.store)
-        ids = SessionIds(self.config.secret_keys or self._development_key(store))
+        config = self.config
+        if instance is None and config.scheme == "jwt":
+            try:
+                from .client.jwt import JwtBackend
+            except ModuleNotFoundError as exc:
+                if exc.name not in ("jwt", "cryptography"):
+                    raise
+                raise ConfigError(
+                    "the jwt:// mode needs PyJWT: pip install 'sessionkit[jwt]'"
+                ) from None
+            revocation = open_store(config.revocation_store) if config.revocation_store else None
+            return JwtBackend(config, revocation)
+        if config.revocation_store is not None:
+            raise ConfigError(
+                "revocation_store only applies to jwt://; server-side sessions are revoked "
+                "by deleting them"
+            )
+        store = instance if instance is not None else open_store(config.store)
+        ids = SessionIds(config.secret_keys or self._development_key(store))
         return ServerSide(store, ids, self.instance_id, self._idle, self._absolute)
 
     def _development_key(self, store: Store) -> tuple[bytes, ...]:
@@ -182,49 +199,48 @@ class SessionEngine:
     def _commit(self, session: Session, https: bool) -> Steps[CommitResult]:
         now = self._clock()
         backend = self.backend
-        for key, until in session._doomed:
-            yield from backend.destroy(key, until)
-        session._doomed = []
         expires = deadline(session._created_at, now, self._idle, self._absolute)
         record = Record({}, session._created_at, expires, now, session._user_id, session._version)
         value: str | None = None
         if session._key is None:  # new, regenerated, invalidated or re-keyed
             record.fields = session._fields()
-            if not record.fields and session._user_id is None:
-                if session._invalidated:
-                    return CommitResult([self.cookies.delete(https=https)], True)
-                return CommitResult([], session.accessed)
-            self._check_size(record.fields)
-            value, token, key = yield from backend.create(record)
-            session._raw, session._values = record.fields, {}
-            session._removed, session._assigned = set(), set()
-            session._token, session._key = token, key
+            if record.fields or session._user_id is not None:
+                value, token, key = yield from backend.create(record)
+                cookie = self._cookie(value, session, now, https)
+                session._raw, session._values = record.fields, {}
+                session._removed, session._assigned = set(), set()
+                session._token, session._key = token, key
+            elif session._invalidated:
+                cookie = self.cookies.delete(https=https)
+            else:
+                cookie = None
         else:
             changes, removed = session._delta()
             if changes or removed or session._user_changed or session._force:
                 record.fields = session._fields()
-                self._check_size(record.fields)
                 value = yield from backend.update(session, changes, removed, record)
             elif session._touch:
                 record.fields = session._raw
                 value = yield from backend.touch(session, record)
             else:
-                return CommitResult([], session.accessed)
-        session._expires_at = expires
+                record.expires_at = session._expires_at
+            cookie = None if value is None else self._cookie(value, session, now, https)
+        # Old ids die only once the new state is saved and its cookie is known to fit.
+        for key, until in session._doomed:
+            yield from backend.destroy(key, until)
+        session._doomed = []
+        session._expires_at = record.expires_at
         session._user_changed = session._force = session._invalidated = session._touch = False
-        if value is None:
+        if cookie is None:
             return CommitResult([], session.accessed)
-        cookie = self.cookies.set(
-            value, max_age=session._created_at + self._absolute - now, now=now, https=https
-        )
         return CommitResult([cookie], True)
 
-    def _check_size(self, fields: dict[str, str]) -> None:
-        """Client-side sessions must fit a cookie: fail here, naming the biggest keys."""
-        limit = self.backend.max_data_bytes
-        if limit is None:
-            return
-        size = sum(len(k) + len(v) + 6 for k, v in fields.items())
-        if size > limit:
-            largest = sorted(((k, len(v)) for k, v in fields.items()), key=lambda kv: -kv[1])
-            raise SessionTooLarge(size, limit, largest[:3])
+    def _cookie(self, value: str, session: Session, now: float, https: bool) -> str:
+        max_age = session._created_at + self._absolute - now
+        try:
+            return self.cookies.set(value, max_age=max_age, now=now, https=https)
+        except SessionTooLarge as exc:
+            fields = session._fields()
+            largest = sorted(((k, len(k) + len(v)) for k, v in fields.items()),
+                             key=lambda item: -item[1])
+            raise SessionTooLarge(exc.size, exc.limit, largest[:3]) from None

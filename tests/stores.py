@@ -6,7 +6,9 @@ failing instead under SESSIONKIT_REQUIRE_SERVICES=1) and start each test from an
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,15 @@ def _cluster(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+def _jwt(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return "jwt://"
+
+
+def _jwt_redis(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    _redis(request, tmp_path)
+    return "jwt://?algorithm=HS512"
+
+
 StoreFactory = Callable[[pytest.FixtureRequest, Path], str]
 ALL_STORES: dict[str, StoreFactory] = {
     "memory": _memory,
@@ -87,12 +98,38 @@ ALL_STORES: dict[str, StoreFactory] = {
     "redis-cluster": _cluster,
     "postgresql": _postgres,
     "mariadb": _mysql,
+    "jwt": _jwt,
+    "jwt-redis": _jwt_redis,
 }
-SHARED_STORES = [name for name in ALL_STORES if name != "memory"]
+#: Stores that keep data on the server (client-side modes cannot merge concurrent writes).
+SERVER_STORES = [name for name in ALL_STORES if not name.startswith("jwt")]
+
+
+@dataclass
+class StoreCase:
+    """One column of the matrix: the store URL plus the settings it needs."""
+
+    name: str
+    url: str
+    settings: dict[str, Any]
+
+    @property
+    def client_side(self) -> bool:
+        return self.url.startswith("jwt://")
+
+
+def store_case(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> StoreCase:
+    url = ALL_STORES[name](request, tmp_path)
+    settings: dict[str, Any] = {}
+    if name == "jwt":
+        settings["revocation_store"] = "memory://"
+    elif name == "jwt-redis":
+        settings["revocation_store"] = os.environ[REDIS_ENV]
+    return StoreCase(name, url, settings)
 
 
 def store_url_for(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> str:
-    return ALL_STORES[name](request, tmp_path)
+    return store_case(request, tmp_path, name).url
 
 
 def iter_params(names: list[str]) -> Iterator[Any]:

@@ -10,13 +10,13 @@ import pytest
 
 from tests.apps import make
 from tests.servers import serve_asgi, serve_wsgi
-from tests.stores import ALL_STORES, iter_params, store_url_for
+from tests.stores import SERVER_STORES, iter_params, store_url_for
 from tests.support import KEY
 
 CONCURRENT = 50
 
 
-@pytest.fixture(params=list(iter_params(list(ALL_STORES))))
+@pytest.fixture(params=list(iter_params(SERVER_STORES)))
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return store_url_for(request, tmp_path, request.param)
 

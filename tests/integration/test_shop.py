@@ -11,11 +11,12 @@ import pytest
 
 from sessionkit import SessionConfig
 from sessionkit.config import redact_url
-from tests.stores import ALL_STORES, iter_params, store_url_for
+from tests.stores import ALL_STORES, StoreCase, iter_params, store_case
 from tests.support import FRAMEWORKS, INSTANCE, KEY, FakeClock, ShopClient, make_app
 
 DAY = 86400.0
 COOKIE_RE = re.compile(r"^session=([A-Za-z0-9_-]{64})\.([a-z0-9-]+);")
+JWT_RE = re.compile(r"^session=eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+;")
 
 
 @pytest.fixture(params=FRAMEWORKS)
@@ -24,8 +25,13 @@ def framework(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(params=list(iter_params(list(ALL_STORES))))
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return store_url_for(request, tmp_path, request.param)
+def case(request: pytest.FixtureRequest, tmp_path: Path) -> StoreCase:
+    return store_case(request, tmp_path, request.param)
+
+
+@pytest.fixture
+def store_url(case: StoreCase) -> str:
+    return case.url
 
 
 def config_for(store_url: str, clock: FakeClock, **kwargs: object) -> SessionConfig:
@@ -34,8 +40,9 @@ def config_for(store_url: str, clock: FakeClock, **kwargs: object) -> SessionCon
 
 
 @pytest.fixture
-def shop(framework: str, store_url: str, clock: FakeClock) -> ShopClient:
-    return ShopClient(framework, make_app(framework, config_for(store_url, clock)))
+def shop(framework: str, case: StoreCase, clock: FakeClock) -> ShopClient:
+    config = config_for(case.url, clock, **case.settings)
+    return ShopClient(framework, make_app(framework, config))
 
 
 def test_no_cookie_and_no_write_for_an_untouched_new_session(
@@ -51,14 +58,18 @@ def test_no_cookie_and_no_write_for_an_untouched_new_session(
     assert shop.cookie is None
 
 
-def test_login_sets_one_cookie_with_route_and_attributes(shop: ShopClient) -> None:
+def test_login_sets_one_cookie_with_route_and_attributes(shop: ShopClient, case: StoreCase
+                                                        ) -> None:
     reply = shop.call("POST", "/login", {"user": "alice"})
     assert reply.status == 200
     assert reply.json == {"user": "alice"}
     [cookie] = reply.set_cookies
-    match = COOKIE_RE.match(cookie)
-    assert match, cookie
-    assert match.group(2) == INSTANCE
+    if case.client_side:  # the session itself: a JWT (header.payload.signature)
+        assert JWT_RE.match(cookie), cookie
+    else:
+        match = COOKIE_RE.match(cookie)
+        assert match, cookie
+        assert match.group(2) == INSTANCE
     attributes = {a.strip().split("=")[0].lower() for a in cookie.split(";")[1:]}
     assert {"path", "httponly", "samesite", "max-age", "expires"} <= attributes
     assert "secure" not in attributes  # plain http, cookie_secure="auto"
@@ -68,18 +79,23 @@ def test_login_sets_one_cookie_with_route_and_attributes(shop: ShopClient) -> No
     assert who["user"] == "alice" and who["session_new"] is False
 
 
-def test_cart_add_remove_persists_without_rewriting_the_cookie(shop: ShopClient) -> None:
+def test_cart_add_remove_persists_and_reads_never_rewrite_the_cookie(
+    shop: ShopClient, case: StoreCase
+) -> None:
     assert shop.call("POST", "/cart/apple").json == {"cart": ["apple"]}
     first_cookie = shop.cookie
     assert shop.call("POST", "/cart/pear").json == {"cart": ["apple", "pear"]}
     assert shop.call("POST", "/cart/apple").json == {"cart": ["apple", "pear", "apple"]}
     removed = shop.call("DELETE", "/cart/apple")
     assert removed.json == {"cart": ["pear", "apple"]}
-    assert removed.set_cookies == []  # in-place change saved, same cookie
+    # An in-place change is saved: server-side under the same cookie, client-side in a new one.
+    assert len(removed.set_cookies) == (1 if case.client_side else 0)
+    cookie = shop.cookie
     read = shop.call("GET", "/cart")
     assert read.json == {"cart": ["pear", "apple"]}
     assert read.set_cookies == []
-    assert shop.cookie == first_cookie
+    assert shop.cookie == cookie
+    assert (shop.cookie == first_cookie) is not case.client_side
     assert shop.call("DELETE", "/cart/kiwi").status == 404
 
 
@@ -104,14 +120,15 @@ def test_logout_clears_the_cookie_and_the_old_cookie_is_dead(shop: ShopClient) -
 
 
 def test_login_regenerates_the_id_keeps_the_cart_and_kills_the_old_id(
-    shop: ShopClient, store_url: str
+    shop: ShopClient, store_url: str, case: StoreCase
 ) -> None:
     shop.call("POST", "/cart/apple")
     before = shop.cookie
     reply = shop.call("POST", "/login", {"user": "bob"})
     after = shop.cookie
     assert reply.set_cookies and before and after and before != after
-    assert before.split(".")[0] != after.split(".")[0]
+    if not case.client_side:
+        assert before.split(".")[0] != after.split(".")[0]
     assert shop.call("GET", "/cart").json == {"cart": ["apple"]}
     stale = shop.raw("GET", "/whoami", cookie=f"session={before}")
     assert stale.json == {"instance": INSTANCE, "session_new": True,
@@ -119,14 +136,17 @@ def test_login_regenerates_the_id_keeps_the_cart_and_kills_the_old_id(
 
 
 def test_idle_timeout_slides_with_use_and_expires_without(
-    shop: ShopClient, clock: FakeClock
+    shop: ShopClient, clock: FakeClock, case: StoreCase
 ) -> None:
     shop.call("POST", "/cart/apple")
-    for _ in range(3):  # 3 x 8 days of use: past the 14-day idle timeout in total
-        clock.advance(8 * DAY)
+    for _ in range(3):  # 3 x 5 days of use: past the 14-day idle timeout in total
+        clock.advance(5 * DAY)
         reply = shop.call("GET", "/cart")
         assert reply.json == {"cart": ["apple"]}
-        assert reply.set_cookies == []  # sliding costs no Set-Cookie
+        # Server-side sliding costs no Set-Cookie; a token is re-issued with a later exp.
+        assert len(reply.set_cookies) == (1 if case.client_side else 0)
+    clock.advance(60)
+    assert shop.call("GET", "/cart").set_cookies == []  # not again within a tenth of idle
     clock.advance(14 * DAY + 1)
     assert shop.call("GET", "/cart").json == {"cart": []}
 
@@ -140,13 +160,17 @@ def test_absolute_timeout_ends_even_an_active_session(shop: ShopClient, clock: F
     assert shop.call("GET", "/whoami").json["user"] is None
 
 
-def test_old_cookie_never_revives_an_expired_session(shop: ShopClient, clock: FakeClock) -> None:
+def test_old_cookie_never_revives_an_expired_session(
+    shop: ShopClient, clock: FakeClock, case: StoreCase
+) -> None:
     shop.call("POST", "/cart/apple")
     cookie = shop.cookie
     clock.advance(15 * DAY)
     assert shop.raw("GET", "/cart", cookie=f"session={cookie}").json == {"cart": []}
-    clock.now -= 15 * DAY  # even if the clock went back, the expired record is gone
-    assert shop.raw("GET", "/cart", cookie=f"session={cookie}").json == {"cart": []}
+    clock.now -= 15 * DAY  # server-side, the expired record is gone even if the clock goes back
+    revived = shop.raw("GET", "/cart", cookie=f"session={cookie}").json
+    # A token carries its own expiry: judged by a clock that went back, it is valid again.
+    assert revived == ({"cart": ["apple"]} if case.client_side else {"cart": []})
 
 
 def test_secure_attribute_follows_https(framework: str, store_url: str, clock: FakeClock) -> None:

@@ -1,0 +1,1 @@
+"""Client-side session backends: the session travels in the cookie."""

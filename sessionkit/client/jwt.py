@@ -1,0 +1,360 @@
+"""Client-side sessions: ``jwt://`` — the session *is* the cookie, a signed JWT (RFC 7519).
+
+Claims: ``sid`` (a random id: the session's identity for events and revocation), ``iat`` and
+``nbf`` (issued), ``exp`` (the earlier of the idle and absolute deadlines), ``ct`` (created:
+the absolute timeout runs from it), ``uid`` (the bound user), ``iss``/``aud`` when configured,
+and the data under ``d``. The token is re-issued when the session changes or once a tenth of
+the idle timeout has passed, never on every response.
+
+Following RFC 8725: verification pins the configured algorithm (never the token's ``alg``),
+every token names its key (``kid``) and an unknown ``kid`` is rejected, HMAC keys are derived
+from ``secret_key`` (at least 256 bits) and asymmetric keys come as PEM from the config. Keys
+rotate like ``secret_key`` does: the first signs, all verify.
+
+Without a ``revocation_store`` a token stays valid until its ``exp`` even after logout: the
+cookie is deleted from the browser, but a copy taken earlier still works until then (at most
+``idle_timeout``, never past ``absolute_timeout``). With one, ``invalidate()``, ``regenerate()``
+and ``delete_user_sessions()`` take effect at once: a deny-list entry per ``sid`` until its
+``exp``, and a per-user "not before" time that kills every session created earlier.
+
+PyJWT checks the signature; the claims are checked here, against the engine's clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import math
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import jwt
+from jwt.api_jws import PyJWS
+
+from ..backend import Backend, Found, Lookup, Steps
+from ..codecs import encode_value
+from ..config import SessionConfig
+from ..errors import ConfigError
+from ..session import Session
+from ..stores.base import Create, DeleteUser, Load, Op, Record, Store
+
+logger = logging.getLogger("sessionkit")
+
+HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+ASYMMETRIC_ALGORITHMS = ("RS256", "ES256", "EdDSA")
+#: A JWT cookie longer than this is certainly not ours: reject it before any parsing.
+MAX_TOKEN_LENGTH = 4096
+_ALLOWED_HEADER = frozenset({"alg", "kid", "typ"})
+_jws = PyJWS()
+
+
+class JwtOptions:
+    """``jwt://?algorithm=HS256&issuer=...&audience=...&leeway=5``"""
+
+    def __init__(self, url: str) -> None:
+        query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+        unknown = set(query) - {"algorithm", "issuer", "audience", "leeway"}
+        if unknown:
+            raise ConfigError(
+                f"unknown option(s) {', '.join(sorted(unknown))} in jwt:// URL; valid: "
+                f"algorithm, issuer, audience, leeway"
+            )
+        self.algorithm = query.get("algorithm", "HS256")
+        if self.algorithm not in HMAC_ALGORITHMS + ASYMMETRIC_ALGORITHMS:
+            raise ConfigError(
+                f"jwt algorithm {self.algorithm!r} is not supported; use one of "
+                + ", ".join(HMAC_ALGORITHMS + ASYMMETRIC_ALGORITHMS)
+            )
+        self.issuer = query.get("issuer") or None
+        self.audience = query.get("audience") or None
+        try:
+            self.leeway = float(query.get("leeway", "0"))
+        except ValueError:
+            raise ConfigError("jwt:// leeway must be seconds, e.g. leeway=5") from None
+        if not 0 <= self.leeway <= 300 or math.isnan(self.leeway):
+            raise ConfigError("jwt:// leeway must be between 0 and 300 seconds")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class JwtKeys:
+    """The signing key and every verifying key, by ``kid``."""
+
+    def __init__(self, config: SessionConfig, algorithm: str) -> None:
+        self.algorithm = algorithm
+        self.verify: dict[str, Any] = {}
+        if algorithm in HMAC_ALGORITHMS:
+            if not config.secret_keys:
+                raise ConfigError(
+                    "jwt:// with an HS algorithm needs secret_key (at least 32 bytes; a list "
+                    "rotates keys): every instance must verify every other's tokens"
+                )
+            size = {"HS256": 32, "HS384": 48, "HS512": 64}[algorithm]  # RFC 7518 3.2
+            for secret in config.secret_keys:
+                key = hmac.digest(secret, b"sessionkit/v1 jwt-hmac", "sha512")[:size]
+                kid = hmac.digest(secret, b"sessionkit/v1 jwt-kid", "sha256")[:6].hex()
+                self.verify.setdefault(kid, key)
+            self.kid = next(iter(self.verify))
+            self.sign: Any = self.verify[self.kid]
+            return
+        if not config.jwt_private_key:
+            raise ConfigError(
+                f"jwt:// with {algorithm} needs jwt_private_key (PEM); older public keys go in "
+                f"jwt_public_keys"
+            )
+        private = _load_pem(config.jwt_private_key, private=True, algorithm=algorithm)
+        self.sign = private
+        self.kid = _thumbprint(private.public_key())
+        self.verify[self.kid] = private.public_key()
+        for pem in config.jwt_public_keys or ():
+            public = _load_pem(pem, private=False, algorithm=algorithm)
+            self.verify.setdefault(_thumbprint(public), public)
+
+
+def _load_pem(pem: str | bytes, *, private: bool, algorithm: str) -> Any:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    data = pem.encode() if isinstance(pem, str) else pem
+    what = "jwt_private_key" if private else "jwt_public_keys"
+    try:
+        key: Any = (serialization.load_pem_private_key(data, password=None) if private
+                    else serialization.load_pem_public_key(data))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{what}: not a PEM {'private' if private else 'public'} key ({exc})"
+                          ) from None
+    expected: dict[str, tuple[type, ...]] = {
+        "RS256": (rsa.RSAPrivateKey, rsa.RSAPublicKey),
+        "ES256": (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey),
+        "EdDSA": (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey),
+    }
+    if not isinstance(key, expected[algorithm]):
+        raise ConfigError(f"{what}: the key does not match algorithm {algorithm}")
+    if algorithm == "RS256" and getattr(key, "key_size", 0) < 2048:
+        raise ConfigError(f"{what}: RSA keys must have at least 2048 bits")
+    if algorithm == "ES256" and getattr(getattr(key, "curve", None), "name", "") != "secp256r1":
+        raise ConfigError(f"{what}: ES256 needs a P-256 (secp256r1) key")
+    return key
+
+
+def _thumbprint(public: Any) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    der = public.public_bytes(serialization.Encoding.DER,
+                              serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()[:12]
+
+
+class ClientSideStore(Store):
+    """What ``SessionEngine.store`` is in client mode: log-out-everywhere goes to the
+    revocation store as a per-user "not before" time."""
+
+    def __init__(self, backend: JwtBackend) -> None:
+        self.backend = backend
+        self.name = "jwt://"
+
+    def execute(self, op: Op) -> Any:
+        self.backend.io_store.execute(self._translate(op))
+        return 0  # how many tokens were out there is unknowable: the client holds them
+
+    async def aexecute(self, op: Op) -> Any:
+        await self.backend.io_store.aexecute(self._translate(op))
+        return 0
+
+    def _translate(self, op: Op) -> Op:
+        if not isinstance(op, DeleteUser):
+            raise TypeError("client-side sessions have no server-side records to operate on")
+        return self.backend.not_before_op(op.key)
+
+
+class _NoRevocation(Store):
+    """Stands in when no revocation store is configured: nothing can be revoked."""
+
+    name = "none"
+
+    def execute(self, op: Op) -> Any:
+        raise ConfigError(
+            "log out everywhere needs revocation_store=<a shared store URL> in jwt:// mode: "
+            "without one a copied token stays valid until it expires"
+        )
+
+    async def aexecute(self, op: Op) -> Any:
+        return self.execute(op)
+
+
+class JwtBackend(Backend):
+    def __init__(self, config: SessionConfig, revocation: Store | None) -> None:
+        self.options = JwtOptions(config.store)
+        self.keys = JwtKeys(config, self.options.algorithm)
+        self.revocation = revocation
+        self.io_store = revocation if revocation is not None else _NoRevocation()
+        self.public_store = ClientSideStore(self)
+        self.slides_on_load = False
+        self._idle = config.idle_seconds
+        self._absolute = config.absolute_seconds
+        self._clock = config.clock
+        root = config.secret_keys[0] if config.secret_keys else _key_bytes(self.keys.sign)
+        self._user_key = hmac.digest(root, b"sessionkit/v1 jwt-user", "sha256")
+
+    # --- reading ----------------------------------------------------------------------------
+    def lookup(self, value: str, now: float) -> Steps[Lookup]:
+        claims = self._verify(value, now)
+        if claims is None:
+            return "invalid"
+        record = _record(claims)
+        if record is None:
+            return "invalid"
+        sid: str = claims["sid"]
+        if self.revocation is not None:
+            denied: Record | None = yield Load(_deny_key(sid), now, self._idle, self._absolute)
+            if denied is not None and denied.expires_at > now:
+                return "not_found"
+            if record.user_id is not None:
+                marker = yield Load(self._user_marker(record.user_id), now, self._idle,
+                                    self._absolute)
+                if marker is not None and _not_before(marker) >= record.created_at:
+                    return "not_found"
+        return Found(record, sid, sid, None, 0 if claims["_kid"] == self.keys.kid else 1)
+
+    def _verify(self, token: str, now: float) -> dict[str, Any] | None:
+        """The token's claims if it is authentic, current and for us; None otherwise."""
+        if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+            return None
+        try:
+            header = _jws.get_unverified_header(token)
+            kid = header.get("kid")
+            if set(header) - _ALLOWED_HEADER or not isinstance(kid, str):
+                return None
+            key = self.keys.verify.get(kid)
+            if key is None:
+                return None
+            decoded = _jws.decode_complete(token, key, algorithms=[self.keys.algorithm])
+            claims = json.loads(decoded["payload"])
+        except (jwt.PyJWTError, ValueError, TypeError, UnicodeDecodeError, RecursionError):
+            return None
+        if not isinstance(claims, dict) or not self._claims_ok(claims, now):
+            return None
+        claims["_kid"] = kid
+        return claims
+
+    def _claims_ok(self, claims: dict[str, Any], now: float) -> bool:
+        leeway = self.options.leeway
+        try:
+            exp, nbf, iat, ct = (float(claims[n]) for n in ("exp", "nbf", "iat", "ct"))
+        except (KeyError, TypeError, ValueError):
+            return False
+        if not all(map(math.isfinite, (exp, nbf, iat, ct))):
+            return False
+        if exp + leeway <= now or nbf - leeway > now:
+            return False
+        if not isinstance(claims.get("sid"), str) or not isinstance(claims.get("d"), dict):
+            return False
+        if self.options.issuer is not None and claims.get("iss") != self.options.issuer:
+            return False
+        return self.options.audience is None or claims.get("aud") == self.options.audience
+
+    # --- writing ----------------------------------------------------------------------------
+    def create(self, record: Record) -> Steps[tuple[str, str, str]]:
+        yield from ()  # a token needs no I/O
+        sid = _b64(secrets.token_bytes(16))
+        return self._issue(sid, record), sid, sid
+
+    def update(
+        self, session: Session, changes: Mapping[str, str], removed: tuple[str, ...],
+        record: Record,
+    ) -> Steps[str | None]:
+        assert session._token is not None
+        yield from ()
+        return self._issue(session._token, record)
+
+    def touch(self, session: Session, record: Record) -> Steps[str | None]:
+        assert session._token is not None
+        yield from ()
+        return self._issue(session._token, record)
+
+    def destroy(self, key: str, until: float) -> Steps[None]:
+        """Deny-list the ``sid`` until its token would have expired anyway."""
+        if self.revocation is None:
+            return
+        now = self._clock()
+        if until > now:
+            yield Create(_deny_key(key), Record({}, now, until, now, None, 1), self._absolute)
+
+    def not_before_op(self, user_id: str) -> Op:
+        """Every session of ``user_id`` created before now is revoked."""
+        now = self._clock()
+        marker = Record({"nbf": repr(now)}, now, now + self._absolute, now, None, 1)
+        return Create(self._user_marker(user_id), marker, self._absolute)
+
+    def log_id(self, token: str) -> str:
+        return hmac.digest(self._user_key, token.encode(), "sha256")[:8].hex()
+
+    def _issue(self, sid: str, record: Record) -> str:
+        """Sign the session as a token. The data claim is assembled from each value's JSON
+        text, so nothing is encoded twice."""
+        now = record.accessed_at
+        claims = [
+            f'"sid":{json.dumps(sid)}',
+            f'"iat":{int(now)}',
+            f'"nbf":{int(now)}',
+            f'"exp":{int(record.expires_at)}',
+            f'"ct":{record.created_at!r}',
+        ]
+        if record.user_id is not None:
+            claims.append(f'"uid":{encode_value("user_id", record.user_id)}')
+        if self.options.issuer is not None:
+            claims.append(f'"iss":{json.dumps(self.options.issuer)}')
+        if self.options.audience is not None:
+            claims.append(f'"aud":{json.dumps(self.options.audience)}')
+        data = ",".join(f"{encode_value('key', k)}:{v}" for k, v in record.fields.items())
+        payload = "{" + ",".join(claims) + ',"d":{' + data + "}}"
+        return _jws.encode(
+            payload.encode(), self.keys.sign, algorithm=self.keys.algorithm,
+            headers={"kid": self.keys.kid},
+        )
+
+    def _user_marker(self, user_id: str) -> str:
+        return "u." + _b64(hmac.digest(self._user_key, user_id.encode(), "sha256")[:16])
+
+
+def _key_bytes(private_key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    der: bytes = private_key.private_bytes(serialization.Encoding.DER,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption())
+    return hashlib.sha256(der).digest()
+
+
+def _deny_key(sid: str) -> str:
+    return "r." + sid
+
+
+def _not_before(marker: Record) -> float:
+    try:
+        return float(marker.fields.get("nbf", "0"))
+    except ValueError:
+        return 0.0
+
+
+def _record(claims: Mapping[str, Any]) -> Record | None:
+    """The session a verified token carries, each value back as its JSON text."""
+    data = claims["d"]
+    user = claims.get("uid")
+    if user is not None and not isinstance(user, str):
+        return None
+    try:
+        fields = {k: encode_value(k, v) for k, v in data.items()}
+    except TypeError:
+        return None
+    return Record(fields, float(claims["ct"]), float(claims["exp"]), float(claims["iat"]), user, 0)
+
+
+__all__: Sequence[str] = ["JwtBackend"]
