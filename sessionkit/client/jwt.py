@@ -246,12 +246,11 @@ class JwtBackend(Backend):
 
     def _claims_ok(self, claims: dict[str, Any], now: float) -> bool:
         leeway = self.options.leeway
-        try:
-            exp, nbf, iat, ct = (float(claims[n]) for n in ("exp", "nbf", "iat", "ct"))
-        except (KeyError, TypeError, ValueError):
+        times = [claims.get(n) for n in ("exp", "nbf", "iat", "ct")]
+        # NumericDate is a JSON number (RFC 7519 2): never a string, a bool, NaN or infinity.
+        if not all(type(t) in (int, float) and math.isfinite(t) for t in times):  # type: ignore[arg-type]
             return False
-        if not all(map(math.isfinite, (exp, nbf, iat, ct))):
-            return False
+        exp, nbf = float(times[0]), float(times[1])  # type: ignore[arg-type]
         if exp + leeway <= now or nbf - leeway > now:
             return False
         if not isinstance(claims.get("sid"), str) or not isinstance(claims.get("d"), dict):
