@@ -9,14 +9,14 @@ coroutine) with a prebuilt request, so the numbers are per-request CPU. Run:
 from __future__ import annotations
 
 import argparse
-import asyncio
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import asgi_runner, measure, wsgi_runner
 
 KEY = "bench-secret-key-0123456789-abcdefghijklmnop"
 CART = [f"item-{n:03d}-{'x' * 20}" for n in range(30)]  # ~1 KB session
@@ -74,45 +74,6 @@ def starlette_app(sessions: bool) -> Any:
     return app
 
 
-def wsgi_runner(app: Any, path: str, cookie: str | None) -> Any:
-    from werkzeug.test import EnvironBuilder
-
-    base = EnvironBuilder(path=path).get_environ()
-    if cookie:
-        base["HTTP_COOKIE"] = cookie
-
-    def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
-        return None
-
-    def once() -> None:
-        body = app(dict(base), start_response)
-        b"".join(body)
-        getattr(body, "close", lambda: None)()
-
-    return once
-
-
-def asgi_runner(app: Any, path: str, cookie: str | None) -> Any:
-    headers = [(b"host", b"bench")]
-    if cookie:
-        headers.append((b"cookie", cookie.encode()))
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
-             "root_path": "", "headers": headers, "client": ("127.0.0.1", 1),
-             "server": ("bench", 80)}
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        return None
-
-    async def once() -> None:
-        await app(dict(scope), receive, send)
-
-    return once
-
-
 def seed_cookie(kind: str, app: Any) -> str:
     if kind == "flask":
         reply = app.test_client().post("/seed")
@@ -120,30 +81,6 @@ def seed_cookie(kind: str, app: Any) -> str:
     from starlette.testclient import TestClient
 
     return str(TestClient(app).post("/seed").headers["set-cookie"].split(";")[0])
-
-
-def measure(run: Any, seconds: float, is_async: bool) -> float:
-    """Microseconds per request: the median of 5 rounds of about ``seconds / 5`` each."""
-    loop = asyncio.new_event_loop()
-
-    async def batch(n: int) -> None:
-        for _ in range(n):
-            await run()
-
-    rounds = []
-    n = 200
-    for _ in range(5):
-        start = time.perf_counter()
-        if is_async:
-            loop.run_until_complete(batch(n))
-        else:
-            for _ in range(n):
-                run()
-        elapsed = time.perf_counter() - start
-        rounds.append(elapsed / n * 1e6)
-        n = max(200, int(n * (seconds / 5) / max(elapsed, 1e-6)))
-    loop.close()
-    return statistics.median(rounds)
 
 
 def main() -> None:

@@ -23,18 +23,20 @@ PyJWT checks the signature; the claims are checked here, against the engine's cl
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import math
+import re
 import secrets
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 import jwt
-from jwt.api_jws import PyJWS
+import jwt.algorithms
 
 from ..backend import Backend, Found, Lookup, Steps
 from ..codecs import encode_value
@@ -49,8 +51,22 @@ HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 ASYMMETRIC_ALGORITHMS = ("RS256", "ES256", "EdDSA")
 #: A JWT cookie longer than this is certainly not ours: reject it before any parsing.
 MAX_TOKEN_LENGTH = 4096
+TOKEN_CACHE_SIZE = 4096
+
+
+class Token(NamedTuple):
+    """What a verified token says (immutable: shared by every request that sends it)."""
+
+    sid: str
+    kid: str
+    expires_at: float
+    not_before: float
+    issued_at: float
+    created_at: float
+    user_id: str | None
+    fields: dict[str, str]
 _ALLOWED_HEADER = frozenset({"alg", "kid", "typ"})
-_jws = PyJWS()
+_COMPACT_RE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 class JwtOptions:
@@ -84,12 +100,26 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+def _b64decode(segment: str) -> bytes:
+    """base64url without padding; the alphabet was checked by ``_COMPACT_RE``."""
+    if len(segment) % 4 == 1:
+        raise ValueError("impossible base64 length")
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
 class JwtKeys:
     """The signing key and every verifying key, by ``kid``."""
 
     def __init__(self, config: SessionConfig, algorithm: str) -> None:
         self.algorithm = algorithm
+        #: PyJWT's implementation of the one algorithm this app accepts.
+        self.alg: Any = jwt.algorithms.get_default_algorithms()[algorithm]
         self.verify: dict[str, Any] = {}
+        self._load(config, algorithm)
+        header = {"alg": algorithm, "kid": self.kid, "typ": "JWT"}
+        self.header_b64 = _b64(json.dumps(header, separators=(",", ":")).encode())
+
+    def _load(self, config: SessionConfig, algorithm: str) -> None:
         if algorithm in HMAC_ALGORITHMS:
             if not config.secret_keys:
                 raise ConfigError(
@@ -200,20 +230,25 @@ class JwtBackend(Backend):
         self._idle = config.idle_seconds
         self._absolute = config.absolute_seconds
         self._clock = config.clock
+        # Verifying a token depends on nothing but the token: remember the last few thousand,
+        # so a browser sending the same cookie again costs a dictionary lookup.
+        self._decode = functools.lru_cache(maxsize=TOKEN_CACHE_SIZE)(self._decode_uncached)
         root = config.secret_keys[0] if config.secret_keys else _key_bytes(self.keys.sign)
         self._user_key = hmac.digest(root, b"sessionkit/v1 jwt-user", "sha256")
 
     # --- reading ----------------------------------------------------------------------------
     def lookup(self, value: str, now: float) -> Steps[Lookup]:
-        claims = self._verify(value, now)
-        if claims is None:
+        token = self._decode(value)
+        if token is None:
             return "invalid"
-        record = _record(claims)
-        if record is None:
+        leeway = self.options.leeway
+        if token.expires_at + leeway <= now or token.not_before - leeway > now:
             return "invalid"
-        sid: str = claims["sid"]
+        record = Record(token.fields, token.created_at, token.expires_at, token.issued_at,
+                        token.user_id, 0)
         if self.revocation is not None:
-            denied: Record | None = yield Load(_deny_key(sid), now, self._idle, self._absolute)
+            denied: Record | None = yield Load(_deny_key(token.sid), now, self._idle,
+                                               self._absolute)
             if denied is not None and denied.expires_at > now:
                 return "not_found"
             if record.user_id is not None:
@@ -221,43 +256,60 @@ class JwtBackend(Backend):
                                     self._absolute)
                 if marker is not None and _not_before(marker) >= record.created_at:
                     return "not_found"
-        return Found(record, sid, sid, None, 0 if claims["_kid"] == self.keys.kid else 1)
+        return Found(record, token.sid, token.sid, None, 0 if token.kid == self.keys.kid else 1)
 
-    def _verify(self, token: str, now: float) -> dict[str, Any] | None:
-        """The token's claims if it is authentic, current and for us; None otherwise."""
-        if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+    def _decode_uncached(self, value: str) -> Token | None:
+        """The token if it is authentic, well-formed and for us; None otherwise. Time is
+        judged by the caller, so the answer depends only on the token and can be cached.
+
+        The compact JWS form is parsed here, strictly (PyJWT's parser re-validates every
+        character in Python and dominated the cost of a request); the signature is checked by
+        PyJWT's algorithm for the one configured ``alg``."""
+        if len(value) > MAX_TOKEN_LENGTH or not _COMPACT_RE.fullmatch(value):
             return None
+        header_b64, payload_b64, signature_b64 = value.split(".")
         try:
-            header = _jws.get_unverified_header(token)
+            header = json.loads(_b64decode(header_b64))
+            if not isinstance(header, dict) or header.get("alg") != self.keys.algorithm:
+                return None
             kid = header.get("kid")
-            if set(header) - _ALLOWED_HEADER or not isinstance(kid, str):
+            if set(header) - _ALLOWED_HEADER or header.get("typ", "JWT") != "JWT":
+                return None
+            if not isinstance(kid, str):
                 return None
             key = self.keys.verify.get(kid)
             if key is None:
                 return None
-            decoded = _jws.decode_complete(token, key, algorithms=[self.keys.algorithm])
-            claims = json.loads(decoded["payload"])
-        except (jwt.PyJWTError, ValueError, TypeError, UnicodeDecodeError, RecursionError):
+            signing_input = value[: len(header_b64) + 1 + len(payload_b64)].encode("ascii")
+            if not self.keys.alg.verify(signing_input, key, _b64decode(signature_b64)):
+                return None
+            claims = json.loads(_b64decode(payload_b64))
+        except (ValueError, TypeError, RecursionError, jwt.PyJWTError):
             return None
-        if not isinstance(claims, dict) or not self._claims_ok(claims, now):
+        if not isinstance(claims, dict):
             return None
-        claims["_kid"] = kid
-        return claims
+        return self._token(claims, kid)
 
-    def _claims_ok(self, claims: dict[str, Any], now: float) -> bool:
-        leeway = self.options.leeway
+    def _token(self, claims: dict[str, Any], kid: str) -> Token | None:
         times = [claims.get(n) for n in ("exp", "nbf", "iat", "ct")]
         # NumericDate is a JSON number (RFC 7519 2): never a string, a bool, NaN or infinity.
         if not all(type(t) in (int, float) and math.isfinite(t) for t in times):  # type: ignore[arg-type]
-            return False
-        exp, nbf = float(times[0]), float(times[1])  # type: ignore[arg-type]
-        if exp + leeway <= now or nbf - leeway > now:
-            return False
-        if not isinstance(claims.get("sid"), str) or not isinstance(claims.get("d"), dict):
-            return False
+            return None
+        sid, data, user = claims.get("sid"), claims.get("d"), claims.get("uid")
+        if not isinstance(sid, str) or not isinstance(data, dict):
+            return None
+        if user is not None and not isinstance(user, str):
+            return None
         if self.options.issuer is not None and claims.get("iss") != self.options.issuer:
-            return False
-        return self.options.audience is None or claims.get("aud") == self.options.audience
+            return None
+        if self.options.audience is not None and claims.get("aud") != self.options.audience:
+            return None
+        try:
+            fields = {k: encode_value(k, v) for k, v in data.items()}
+        except TypeError:
+            return None
+        exp, nbf, iat, ct = (float(t) for t in times)  # type: ignore[arg-type]
+        return Token(sid, kid, exp, nbf, iat, ct, user, fields)
 
     # --- writing ----------------------------------------------------------------------------
     def create(self, record: Record) -> Steps[tuple[str, str, str]]:
@@ -314,10 +366,9 @@ class JwtBackend(Backend):
             claims.append(f'"aud":{json.dumps(self.options.audience)}')
         data = ",".join(f"{encode_value('key', k)}:{v}" for k, v in record.fields.items())
         payload = "{" + ",".join(claims) + ',"d":{' + data + "}}"
-        return _jws.encode(
-            payload.encode(), self.keys.sign, algorithm=self.keys.algorithm,
-            headers={"kid": self.keys.kid},
-        )
+        signing_input = self.keys.header_b64 + "." + _b64(payload.encode())
+        signature = self.keys.alg.sign(signing_input.encode("ascii"), self.keys.sign)
+        return signing_input + "." + _b64(signature)
 
     def _user_marker(self, user_id: str) -> str:
         return "u." + _b64(hmac.digest(self._user_key, user_id.encode(), "sha256")[:16])
@@ -341,19 +392,6 @@ def _not_before(marker: Record) -> float:
         return float(marker.fields.get("nbf", "0"))
     except ValueError:
         return 0.0
-
-
-def _record(claims: Mapping[str, Any]) -> Record | None:
-    """The session a verified token carries, each value back as its JSON text."""
-    data = claims["d"]
-    user = claims.get("uid")
-    if user is not None and not isinstance(user, str):
-        return None
-    try:
-        fields = {k: encode_value(k, v) for k, v in data.items()}
-    except TypeError:
-        return None
-    return Record(fields, float(claims["ct"]), float(claims["exp"]), float(claims["iat"]), user, 0)
 
 
 __all__: Sequence[str] = ["JwtBackend"]
