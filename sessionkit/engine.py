@@ -90,10 +90,10 @@ class SessionEngine:
                 ) from None
             revocation = open_store(config.revocation_store) if config.revocation_store else None
             return JwtBackend(config, revocation)
-        if config.revocation_store is not None:
-            raise ConfigError(
-                "revocation_store only applies to jwt://; server-side sessions are revoked "
-                "by deleting them"
+        if config.revocation_store is not None:  # e.g. left in the environment after a switch
+            logger.warning(
+                "sessionkit: revocation_store is ignored with %s://: server-side sessions are "
+                "revoked by deleting them", config.scheme,
             )
         store = instance if instance is not None else open_store(config.store)
         ids = SessionIds(config.secret_keys or self._development_key(store))

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 
 from examples import shop
-from sessionkit import SessionConfig, SessionEngine
+from sessionkit import ConfigError, SessionConfig, SessionEngine
 from sessionkit.asgi import SessionMiddleware
 from sessionkit.fastapi import SessionDep
 
@@ -35,7 +35,10 @@ def create_app(config: SessionConfig | None = None) -> FastAPI:
     @app.post("/logout")
     async def logout(request: Request, session: SessionDep) -> Response:
         if shop.wants_everywhere(request.query_params.get("everywhere")) and session.user_id:
-            await engine.store.adelete_user_sessions(session.user_id)
+            try:
+                await engine.store.adelete_user_sessions(session.user_id)
+            except ConfigError as exc:  # jwt:// without a revocation store
+                return reply((501, {"error": str(exc)}))
         return reply(shop.logout(session))
 
     @app.post("/cart/{item}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask, Response, request, session
 
 from examples import shop
-from sessionkit import Session, SessionConfig
+from sessionkit import ConfigError, Session, SessionConfig
 from sessionkit.flask import SessionKit
 
 
@@ -27,7 +27,10 @@ def create_app(config: SessionConfig | None = None) -> Flask:
     @app.post("/logout")
     def logout() -> Response:
         if shop.wants_everywhere(request.args.get("everywhere")) and current().user_id:
-            engine.store.delete_user_sessions(current().user_id or "")
+            try:
+                engine.store.delete_user_sessions(current().user_id or "")
+            except ConfigError as exc:  # jwt:// without a revocation store
+                return reply((501, {"error": str(exc)}))
         return reply(shop.logout(current()))
 
     @app.post("/cart/<item>")

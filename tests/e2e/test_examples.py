@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
+import pytest
 
 from tests.servers import free_port
 from tests.support import KEY
@@ -60,9 +61,10 @@ def run_script(base: str) -> list[tuple[int, bytes]]:
                 for r in (http.request(m, p, json=b) for m, p, b in SCRIPT)]
 
 
-def test_both_examples_serve_the_shop_with_byte_identical_bodies() -> None:
-    env = {"SESSIONKIT_STORE": "memory://", "SESSIONKIT_SECRET_KEY": KEY,
-           "SESSIONKIT_INSTANCE_ID": "demo-a"}
+@pytest.mark.parametrize("store", ["memory://", "jwt://"])
+def test_both_examples_serve_the_shop_with_byte_identical_bodies(store: str) -> None:
+    env = {"SESSIONKIT_STORE": store, "SESSIONKIT_SECRET_KEY": KEY,
+           "SESSIONKIT_INSTANCE_ID": "demo-a", "SESSIONKIT_REVOCATION_STORE": "memory://"}
     transcripts = {}
     for module in ("examples.fastapi_app", "examples.flask_app"):
         with example(module, **env) as base:
@@ -70,6 +72,24 @@ def test_both_examples_serve_the_shop_with_byte_identical_bodies() -> None:
     fastapi, flask = transcripts.values()
     assert fastapi == flask
     assert fastapi[5] == (200, b'{"cart":["pear"]}')
-    assert fastapi[6][1] == (b'{"instance":"demo-a","session_new":false,"store":"memory://",'
-                             b'"user":"ann"}')
+    assert fastapi[6][1] == (b'{"instance":"demo-a","session_new":false,"store":"'
+                             + store.encode() + b'","user":"ann"}')
     assert fastapi[8] == (200, b'{"cart":[]}')
+
+
+def test_flask_example_on_redis_and_fastapi_example_share_carts() -> None:
+    from tests.stores import REDIS_ENV, flush_redis
+    from tests.support import service_url
+
+    url = service_url(REDIS_ENV, "Redis")
+    flush_redis(url)
+    env = {"SESSIONKIT_STORE": url, "SESSIONKIT_SECRET_KEY": KEY}
+    with example("examples.fastapi_app", **env) as fastapi_base, \
+            example("examples.flask_app", **env) as flask_base:
+        with httpx2.Client(base_url=fastapi_base, timeout=10) as fastapi:
+            fastapi.post("/cart/apple")
+            cookie = fastapi.cookies["session"]
+        with httpx2.Client(base_url=flask_base, timeout=10,
+                           cookies={"session": cookie}) as flask:
+            assert flask.post("/cart/pear").json() == {"cart": ["apple", "pear"]}
+            assert flask.get("/whoami").json()["store"] == url

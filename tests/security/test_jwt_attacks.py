@@ -245,13 +245,19 @@ def test_asymmetric_algorithms_and_public_key_rotation(algorithm: str, make_key:
     ({"store": "jwt://?algorithm=ES256", "jwt_private_key": "not a pem"}, "not a PEM"),
     ({"store": "jwt://?colour=red"}, "unknown option"),
     ({"store": "jwt://?leeway=9999"}, "leeway"),
-    ({"store": "redis://127.0.0.1/0", "revocation_store": "memory://"}, "only applies to jwt"),
 ])
 def test_bad_jwt_settings_fail_at_startup(settings: dict[str, Any], fragment: str) -> None:
     from sessionkit import ConfigError
 
     with pytest.raises(ConfigError, match=fragment):
         engine(**settings)
+
+
+def test_revocation_store_with_a_server_side_store_is_ignored_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine(store="memory://", revocation_store="memory://")
+    assert "revocation_store is ignored with memory://" in caplog.text
 
 
 def test_ec_key_for_rs256_is_refused() -> None:
