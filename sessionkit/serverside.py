@@ -60,7 +60,7 @@ class ServerSide(Backend):
         assert session._key is not None
         stored = yield Update(
             session._key, changes, removed, record.user_id, session._user_changed,
-            record.accessed_at, record.expires_at, True, session._raw, session._version,
+            record.accessed_at, record.expires_at, session._raw, session._version,
             self._absolute,
         )
         if not stored:

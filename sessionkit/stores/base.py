@@ -69,9 +69,9 @@ class Update(Op):
 
     ``changes`` maps keys to their new JSON text, ``removed`` lists deleted keys; keys the
     request did not change are left as they are in the store, so a concurrent request's
-    changes to other keys survive. ``expires_at`` is the deadline in force after this write;
-    ``slide`` says it moved (stores that keep it in the record write it then). ``base_fields``
-    and ``base_version`` are the record as loaded, for stores that merge optimistically.
+    changes to other keys survive. A write slides the expiry for free: ``expires_at`` and
+    ``now`` are the record's new deadline and access time. ``base_fields`` and
+    ``base_version`` are the record as loaded, for stores that merge optimistically.
     """
 
     method: ClassVar[str] = "update"
@@ -81,7 +81,6 @@ class Update(Op):
     set_user: bool
     now: float
     expires_at: float
-    slide: bool
     base_fields: Mapping[str, str]
     base_version: int
     absolute: float

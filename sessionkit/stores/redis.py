@@ -7,10 +7,10 @@ fields merges atomically with what other requests wrote, so no update is lost.
 
 I/O per request: a read is one ``HGETALL``; a write adds one pipeline (``HSET`` + ``PEXPIRE``,
 plus ``HDEL`` when keys were removed). The expiry lives in ``e`` (checked against the engine's
-clock) and in the key's TTL (the cleanup); both slide only once a tenth of the idle timeout has
-passed, so reads do not write. A write to a session destroyed meanwhile would re-create a
-partial hash: ``HSET`` always sets ``f``, so its reply says whether the hash existed, and the
-partial hash is deleted at once.
+clock) and in the key's TTL (the cleanup); a write slides both, and a read does so only once a
+tenth of the idle timeout has passed, so reads rarely write. A write to a session destroyed
+meanwhile would re-create a partial hash: ``HSET`` always sets ``f``, so its reply says whether
+the hash existed, and the partial hash is deleted at once.
 
 Users: ``<prefix>user:<user id>`` is a set of store keys, expiring after the absolute timeout
 (no session outlives it). Deleting a user's sessions checks each member's ``u`` first, so a
@@ -219,9 +219,8 @@ class RedisStore(Store):
     def update(self, op: Update) -> Steps:
         key = self._key(op.key)
         mapping: dict[str, Any] = {"d:" + k: v for k, v in op.changes.items()}
+        mapping.update(e=repr(op.expires_at), a=repr(op.now))
         mapping["f"] = FORMAT  # always set: the reply then says whether the hash existed
-        if op.slide:
-            mapping.update(e=repr(op.expires_at), a=repr(op.now))
         removed = ["d:" + k for k in op.removed]
         if op.set_user:
             if op.user_id is None:

@@ -26,7 +26,7 @@ def load(store: MemoryStore, key: str, now: float = 0.0) -> Record | None:
 
 def update(store: MemoryStore, key: str, changes: dict[str, str], now: float = 1.0,
            removed: tuple[str, ...] = ()) -> bool:
-    op = Update(key, changes, removed, None, False, now, now + IDLE, True, {}, 1, ABSOLUTE)
+    op = Update(key, changes, removed, None, False, now, now + IDLE, {}, 1, ABSOLUTE)
     result: bool = store.execute(op)
     return result
 
