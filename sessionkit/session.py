@@ -195,11 +195,7 @@ class Session(MutableMapping[str, Any]):
         The object is then an empty new session: data written afterwards in the same request
         starts a brand-new session with a new id.
         """
-        self.accessed = True
-        if self._key is not None:
-            self._doomed.append((self._key, self._expires_at))
-        self._key = None
-        self._token = None
+        self.regenerate()
         self._raw = _EMPTY
         self._values = {}
         self._removed = set()
