@@ -16,6 +16,7 @@ from sessionkit.config import redact_url
 Reply = tuple[int, dict[str, Any]]
 _NAME_RE = re.compile(r"^[\w.@+-]{1,64}$")
 MAX_CART_ITEMS = 100
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def render(payload: dict[str, Any]) -> bytes:

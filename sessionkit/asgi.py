@@ -3,6 +3,7 @@ own ``request.session`` is one too."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -17,6 +18,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+logger = logging.getLogger("sessionkit")
 
 
 def _cookie_header(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -42,6 +44,9 @@ class SessionMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        if kind == "lifespan":
+            await self.app(scope, receive, self._lifespan_send(send))
+            return
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
@@ -67,11 +72,12 @@ class SessionMiddleware:
                 session, UnavailableSession
             ):
                 result = await engine.acommit(session, https=https)
-                if result.vary or result.set_cookies:
+                if result.vary or result.set_cookies or result.headers:
                     headers = list(message.get("headers", ()))
                     if result.vary:
                         _merge_vary(headers)
                     headers.extend((b"set-cookie", c.encode("latin-1")) for c in result.set_cookies)
+                    headers.extend((k.lower().encode(), v.encode()) for k, v in result.headers)
                     message["headers"] = headers
             started = True
             await send(message)
@@ -87,6 +93,20 @@ class SessionMiddleware:
             ]
             await send({"type": "http.response.start", "status": 503, "headers": headers})
             await send({"type": "http.response.body", "body": UNAVAILABLE_BODY})
+
+
+    def _lifespan_send(self, send: Send) -> Send:
+        """Drain local sessions (``drain_to``) when the server shuts the app down."""
+
+        async def send_after_draining(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                try:
+                    await self.engine.adrain()
+                except Exception:
+                    logger.exception("sessionkit: draining sessions at shutdown failed")
+            await send(message)
+
+        return send_after_draining
 
 
 def _merge_vary(headers: list[tuple[bytes, bytes]]) -> None:

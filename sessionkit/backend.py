@@ -16,10 +16,10 @@ from collections.abc import Generator, Mapping
 from typing import Any, TypeAlias, TypeVar
 
 from .session import Session
-from .stores.base import Op, Record, Store
+from .stores.base import Record, Request, Store
 
 T = TypeVar("T")
-Steps: TypeAlias = Generator[Op, Any, T]
+Steps: TypeAlias = Generator[Request, Any, T]
 
 
 @dataclasses.dataclass(slots=True)
@@ -31,11 +31,21 @@ class Found:
     key: str  #: what ``destroy`` takes
     route: str | None  #: the instance the cookie names, if any
     generation: int  #: index of the secret that issued it (0: current)
+    #: The cookie should be issued again naming this instance (the session moved here).
+    reroute: bool = False
 
 
-#: A miss is one of "invalid" (malformed or unauthentic: no I/O was done), "not_found" or
-#: "affinity_miss" (the cookie names another instance and this store is not shared).
-Lookup: TypeAlias = Found | str
+@dataclasses.dataclass(frozen=True, slots=True)
+class Miss:
+    """No session: ``reason`` is "invalid" (malformed or unauthentic: no I/O was done),
+    "not_found", "affinity_miss" (the cookie names another instance and this store is not
+    shared) or "new" (no cookie); ``route`` is the instance the cookie named."""
+
+    reason: str
+    route: str | None = None
+
+
+Lookup: TypeAlias = Found | Miss
 
 
 class Backend:
@@ -51,9 +61,9 @@ class Backend:
     def lookup(self, value: str, now: float) -> Steps[Lookup]:
         raise NotImplementedError
 
-    def miss(self, route: str | None) -> str:
+    def miss(self, route: str | None) -> Miss:
         """How to classify a session found expired (or gone) under ``route``."""
-        return "not_found"
+        return Miss("not_found", route)
 
     def create(self, record: Record) -> Steps[tuple[str, str, str]]:
         """Save a whole new session; return ``(cookie value, token, key)``."""
@@ -73,6 +83,10 @@ class Backend:
 
     def destroy(self, key: str, until: float) -> Steps[None]:
         """Make the session ``key`` unusable (it would have expired at ``until``)."""
+        raise NotImplementedError
+
+    def cookie_value(self, session: Session) -> str:
+        """The cookie value of a saved session, naming this instance."""
         raise NotImplementedError
 
     def log_id(self, token: str) -> str:

@@ -100,6 +100,12 @@ class SessionConfig:
     absolute_timeout: Duration = timedelta(days=30)
     instance_id: str | None = None
     retry_after: int = 5
+    on_affinity_miss: Literal["new-session", "fallback"] = "new-session"
+    fallback_store: str | None = None
+    drain_to: str | None = None
+    drain_timeout: Duration = 10.0
+    route_cookie: str | None = None
+    debug_header: bool = False
     revocation_store: str | None = None
     jwt_private_key: str | bytes | None = dataclasses.field(default=None, repr=False)
     jwt_public_keys: Sequence[str | bytes] | None = None
@@ -128,13 +134,13 @@ class SessionConfig:
             raise ConfigError(f"retry_after must be whole seconds (got {self.retry_after!r})")
         if self.retry_after < 0:
             raise ConfigError("retry_after must be 0 or more seconds")
-        if self.revocation_store is not None and (
-            not isinstance(self.revocation_store, str) or "://" not in self.revocation_store
-        ):
-            raise ConfigError(
-                f"revocation_store must be a store URL such as 'redis://host:6379/0' "
-                f"(got {self.revocation_store!r})"
-            )
+        for name in ("revocation_store", "fallback_store", "drain_to"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or "://" not in value):
+                raise ConfigError(
+                    f"{name} must be a store URL such as 'redis://host:6379/0' (got {value!r})"
+                )
+        self._check_affinity()
         if isinstance(self.jwt_public_keys, str | bytes):
             object.__setattr__(self, "jwt_public_keys", (self.jwt_public_keys,))
         if not callable(self.clock):
@@ -181,6 +187,33 @@ class SessionConfig:
                 "browsers reject it otherwise"
             )
 
+    def _check_affinity(self) -> None:
+        set_ = object.__setattr__
+        policy = str(self.on_affinity_miss).lower()
+        if policy not in ("new-session", "fallback"):
+            raise ConfigError(
+                f"on_affinity_miss must be 'new-session' or 'fallback' "
+                f"(got {self.on_affinity_miss!r})"
+            )
+        set_(self, "on_affinity_miss", policy)
+        if policy == "fallback" and self.fallback_store is None:
+            if self.drain_to is None:
+                raise ConfigError(
+                    "on_affinity_miss='fallback' needs fallback_store=<shared store URL> (where "
+                    "draining instances leave their sessions, e.g. the same as their drain_to)"
+                )
+            set_(self, "fallback_store", self.drain_to)
+        set_(self, "drain_timeout", parse_duration(self.drain_timeout, "drain_timeout"))
+        set_(self, "debug_header", parse_bool(self.debug_header, "debug_header"))
+        route = self.route_cookie
+        if route is not None and (
+            not isinstance(route, str) or not _COOKIE_NAME_RE.match(route)
+            or route == self.cookie_name
+        ):
+            raise ConfigError(
+                f"route_cookie {route!r} must be a valid cookie name other than cookie_name"
+            )
+
     # --- derived values -------------------------------------------------------------------
     @property
     def secret_keys(self) -> tuple[bytes, ...]:
@@ -190,6 +223,10 @@ class SessionConfig:
     @property
     def idle_seconds(self) -> float:
         return self.idle_timeout  # type: ignore[return-value]  # normalized to float
+
+    @property
+    def drain_seconds(self) -> float:
+        return self.drain_timeout  # type: ignore[return-value]  # normalized to float
 
     @property
     def absolute_seconds(self) -> float:
@@ -265,7 +302,8 @@ def _from_text(name: str, raw: str) -> Any:
     if name == "secret_key":
         keys = [k.strip() for k in raw.split(",") if k.strip()]
         return keys or None
-    if name in ("cookie_domain", "instance_id", "revocation_store", "jwt_private_key"):
+    if name in ("cookie_domain", "instance_id", "revocation_store", "jwt_private_key",
+                "fallback_store", "drain_to", "route_cookie"):
         return raw or None
     if name == "jwt_public_keys":
         marker = "-----END PUBLIC KEY-----"

@@ -9,27 +9,35 @@ What differs between server-side and client-side sessions sits behind ``Backend`
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
 import logging
 import secrets
+import signal
+import threading
+import time
+import weakref
 from collections.abc import Generator
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
+from . import drain, events, workers
 from .affinity import resolve_instance_id
-from .backend import Backend, Found
+from .backend import Backend, Found, Miss
 from .codecs import SessionIds
 from .config import SessionConfig
 from .cookies import CookieWriter, cookie_values
-from .errors import ConfigError, SessionTooLarge
+from .errors import ConfigError, SessionTooLarge, StoreUnavailable
 from .sansio import run_async, run_sync
 from .serverside import ServerSide
 from .session import Session
 from .stores import Store, open_store
-from .stores.base import Op, Record, deadline
+from .stores.base import On, Record, Request, deadline
+from .stores.memory import MemoryStore
 
 logger = logging.getLogger("sessionkit")
 
 T = TypeVar("T")
-Steps: TypeAlias = Generator[Op, Any, T]  # an engine step: yields store operations
+Steps: TypeAlias = Generator[Request, Any, T]  # an engine step: yields store operations
 
 #: Stores that cannot slide expiry while reading get a write once this fraction of the idle
 #: timeout has passed since the last one, not on every request.
@@ -40,10 +48,15 @@ _MAX_LOOKUPS = 3
 
 
 class CommitResult(NamedTuple):
-    """What the response must carry: ``Set-Cookie`` values, and whether to add ``Vary: Cookie``."""
+    """What the response must carry: ``Set-Cookie`` values, whether to add ``Vary: Cookie``,
+    and any other headers (the affinity debug header)."""
 
     set_cookies: list[str]
     vary: bool
+    headers: list[tuple[str, str]] = []
+
+
+DEBUG_HEADER = "X-Sessionkit-Affinity"
 
 
 class SessionEngine:
@@ -67,6 +80,10 @@ class SessionEngine:
         self.config = cfg = SessionConfig.coerce(config, kwargs)
         self.instance_id = resolve_instance_id(cfg.instance_id)
         self.cookies = CookieWriter(cfg)
+        self.route_cookies = (
+            CookieWriter(dataclasses.replace(cfg, cookie_name=cfg.route_cookie, route_cookie=None))
+            if cfg.route_cookie else None
+        )
         self.session_class = session_class
         self._clock = cfg.clock
         self._idle = cfg.idle_seconds
@@ -76,6 +93,15 @@ class SessionEngine:
         #: The store behind the sessions: ``store.delete_user_sessions(user_id)`` and friends.
         self.store: Store = self.backend.public_store
         self._io = self.backend.io_store
+        self.local = isinstance(self._io, MemoryStore)
+        mode = "client" if cfg.scheme == "jwt" else ("local" if not self.store.shared else "shared")
+        #: Hooks, counters and Prometheus text: ``engine.events.on("affinity_miss", hook)``.
+        self.events = events.Events(self.instance_id, cfg.scheme, mode)
+        if isinstance(self._io, MemoryStore):
+            self.events.live_sessions = _counter(self._io)
+        self._workers_checked = not self.local
+        self._drain_store = self._open_drain_store()
+        self._drained = threading.Event()
 
     def _make_backend(self, instance: Store | None) -> Backend:
         config = self.config
@@ -97,15 +123,23 @@ class SessionEngine:
             )
         store = instance if instance is not None else open_store(config.store)
         ids = SessionIds(config.secret_keys or self._development_key(store))
-        return ServerSide(store, ids, self.instance_id, self._idle, self._absolute)
+        fallback = None
+        if config.on_affinity_miss == "fallback" and config.fallback_store is not None:
+            if store.shared:
+                logger.warning("sessionkit: on_affinity_miss='fallback' is ignored with a "
+                               "shared store: every instance already sees every session")
+            else:
+                fallback = _shared_store(config.fallback_store, "fallback_store")
+        return ServerSide(store, ids, self.instance_id, self._idle, self._absolute, fallback)
 
     def _development_key(self, store: Store) -> tuple[bytes, ...]:
         """No secret_key: only a store private to this process can live with a random key."""
-        if store.shared:
+        if store.shared or self.config.drain_to or self.config.fallback_store:
             raise ConfigError(
-                f"secret_key is required with the {self.config.scheme}:// store: every instance "
-                f"must hash session ids the same way. Set secret_key (or SESSIONKIT_SECRET_KEY) "
-                f"to the output of: python -c \"import secrets; print(secrets.token_urlsafe(48))\""
+                f"secret_key is required with the {self.config.scheme}:// store and with "
+                f"drain_to/fallback_store: every instance must hash session ids the same way. "
+                f"Set secret_key (or SESSIONKIT_SECRET_KEY) to the output of: "
+                f"python -c \"import secrets; print(secrets.token_urlsafe(48))\""
             )
         logger.warning(
             "sessionkit: no secret_key configured; using a random key for this process only. "
@@ -114,20 +148,47 @@ class SessionEngine:
         )
         return (secrets.token_bytes(32),)
 
+    def _open_drain_store(self) -> Store | None:
+        target = self.config.drain_to
+        if target is None:
+            return None
+        if not self.local:
+            logger.warning("sessionkit: drain_to is ignored: sessions already live in %s",
+                           self.store.name)
+            return None
+        store = _shared_store(target, "drain_to")
+        atexit.register(_drain_at_exit, weakref.ref(self))
+        _exit_on_sigterm()
+        return store
+
     # --- sync and async faces ---------------------------------------------------------------
     def load(self, cookie_header: str | None) -> Session:
         """The session for a request's ``Cookie`` header (a fresh one when there is none)."""
-        return run_sync(self._load(cookie_header), self._io.execute)
+        return run_sync(self._load(cookie_header), self._perform)
 
     async def aload(self, cookie_header: str | None) -> Session:
-        return await run_async(self._load(cookie_header), self._io.aexecute)
+        return await run_async(self._load(cookie_header), self._aperform)
 
     def commit(self, session: Session, *, https: bool = False) -> CommitResult:
         """Save what changed; return what the response must carry."""
-        return run_sync(self._commit(session, https), self._io.execute)
+        return run_sync(self._commit(session, https), self._perform)
 
     async def acommit(self, session: Session, *, https: bool = False) -> CommitResult:
-        return await run_async(self._commit(session, https), self._io.aexecute)
+        return await run_async(self._commit(session, https), self._aperform)
+
+    def drain(self) -> int:
+        """Copy this instance's live sessions to ``drain_to`` (once); return how many moved.
+        Runs by itself at exit, on SIGTERM and at ASGI lifespan shutdown."""
+        if self._drain_store is None or self._drained.is_set():
+            return 0
+        self._drained.set()
+        return self._report(run_sync(self._drain_steps(), self._perform))
+
+    async def adrain(self) -> int:
+        if self._drain_store is None or self._drained.is_set():
+            return 0
+        self._drained.set()
+        return self._report(await run_async(self._drain_steps(), self._aperform))
 
     def close(self) -> None:
         self._io.close()
@@ -135,38 +196,90 @@ class SessionEngine:
     async def aclose(self) -> None:
         await self._io.aclose()
 
+    def _perform(self, request: Request) -> Any:
+        """Perform one store operation, timed; an outage is counted."""
+        started = time.perf_counter()
+        try:
+            if isinstance(request, On):
+                return request.store.execute(request.op)
+            return self._io.execute(request)
+        except StoreUnavailable:
+            self.events.emit("store_error")
+            raise
+        finally:
+            self.events.observe_store(time.perf_counter() - started)
+
+    async def _aperform(self, request: Request) -> Any:
+        started = time.perf_counter()
+        try:
+            if isinstance(request, On):
+                return await request.store.aexecute(request.op)
+            return await self._io.aexecute(request)
+        except StoreUnavailable:
+            self.events.emit("store_error")
+            raise
+        finally:
+            self.events.observe_store(time.perf_counter() - started)
+
     # --- policy -----------------------------------------------------------------------------
-    def _fresh(self, now: float, lookup: str) -> Session:
+    def _fresh(self, now: float, lookup: str, route: str | None = None) -> Session:
         session = self.session_class(now=now, expires_at=min(self._idle, self._absolute) + now)
         session._lookup = lookup
+        session._route = route
         return session
 
     def _load(self, cookie_header: str | None) -> Steps[Session]:
+        if not self._workers_checked:
+            self._workers_checked = True
+            workers.warn_if_shared(self.instance_id)
         now = self._clock()
         candidates = cookie_values(cookie_header, self._cookie_name)
-        if not candidates:
-            return self._fresh(now, "new")
-        backend = self.backend
-        lookup = "invalid"
+        session: Session | None = None
+        miss = Miss("new")
         looked_up = 0
         for value in candidates:
-            result = yield from backend.lookup(value, now)
+            result = yield from self.backend.lookup(value, now)
             if isinstance(result, Found):
                 record = result.record
                 if record.expires_at > now and record.created_at + self._absolute > now:
-                    return self._loaded(result, now)
-                yield from backend.destroy(result.key, record.expires_at)  # expired
-                result = backend.miss(result.route)
-            if result == "invalid":
+                    session = self._loaded(result, now)
+                    break
+                yield from self.backend.destroy(result.key, record.expires_at)
+                self.events.emit("expired", self.backend.log_id(result.token))
+                result = self.backend.miss(result.route)
+            if result.reason == "invalid":
+                if looked_up == 0:
+                    miss = result
                 continue
             if looked_up == 0:
-                lookup = result
+                miss = result
             looked_up += 1
             if looked_up == _MAX_LOOKUPS:
                 break
-        if lookup == "invalid":
+        if session is None:
+            session = self._fresh(now, miss.reason, miss.route)
+        self._observe_lookup(session)
+        return session
+
+    def _observe_lookup(self, session: Session) -> None:
+        lookup = session._lookup
+        self.events.lookup(lookup)
+        token = self.backend.log_id(session._token) if session._token else None
+        if lookup == "hit":
+            self.events.emit("loaded", token)
+        elif lookup == "affinity_miss":
+            logger.warning(
+                "sessionkit: affinity miss: the cookie names instance %r, served by %r "
+                "(the load balancer did not route it home; session unknown here)",
+                session._route, self.instance_id,
+            )
+            self.events.emit("affinity_miss", expected_instance=session._route)
+        elif lookup == "invalid":
             logger.debug("sessionkit: session cookie rejected (malformed or not ours)")
-        return self._fresh(now, lookup)
+        events.current.set(events.RequestContext(
+            self.instance_id, token, lookup,
+            session._route if lookup == "affinity_miss" else None,
+        ))
 
     def _loaded(self, found: Found, now: float) -> Session:
         record = found.record
@@ -175,6 +288,7 @@ class SessionEngine:
         session._token = found.token
         session._key = found.key
         session._route = found.route
+        session._reroute = found.reroute
         session._generation = found.generation
         session._created_at = record.created_at
         session._last_accessed = record.accessed_at
@@ -202,45 +316,125 @@ class SessionEngine:
         expires = deadline(session._created_at, now, self._idle, self._absolute)
         record = Record({}, session._created_at, expires, now, session._user_id, session._version)
         value: str | None = None
+        event: str | None = None
+        cookies: list[str] = []
         if session._key is None:  # new, regenerated, invalidated or re-keyed
             record.fields = session._fields()
             if record.fields or session._user_id is not None:
                 value, token, key = yield from backend.create(record)
-                cookie = self._cookie(value, session, now, https)
+                cookies = self._cookies(value, session, now, https)
                 session._raw, session._values = record.fields, {}
                 session._removed, session._assigned = set(), set()
                 session._token, session._key = token, key
+                event = "regenerated" if session._doomed and not session._invalidated else "created"
             elif session._invalidated:
-                cookie = self.cookies.delete(https=https)
-            else:
-                cookie = None
+                cookies = self._deleted_cookies(https)
         else:
             changes, removed = session._delta()
             if changes or removed or session._user_changed or session._force:
                 record.fields = session._fields()
                 value = yield from backend.update(session, changes, removed, record)
+                event = "saved"
             elif session._touch:
                 record.fields = session._raw
                 value = yield from backend.touch(session, record)
             else:
                 record.expires_at = session._expires_at
-            cookie = None if value is None else self._cookie(value, session, now, https)
+            if value is None and session._reroute:
+                value = backend.cookie_value(session)  # the session moved here: say so
+            if value is not None:
+                cookies = self._cookies(value, session, now, https)
         # Old ids die only once the new state is saved and its cookie is known to fit.
         for key, until in session._doomed:
             yield from backend.destroy(key, until)
+        if session._invalidated:
+            self.events.emit("invalidated")
         session._doomed = []
         session._expires_at = record.expires_at
-        session._user_changed = session._force = session._invalidated = session._touch = False
-        if cookie is None:
-            return CommitResult([], session.accessed)
-        return CommitResult([cookie], True)
+        session._user_changed = session._force = session._invalidated = False
+        session._touch = session._reroute = False
+        if event is not None:
+            self.events.emit(event, backend.log_id(session._token or ""))
+        headers = []
+        if self.config.debug_header and session._lookup == "affinity_miss":
+            headers.append((DEBUG_HEADER, f"miss; expected={session._route}; "
+                                          f"served={self.instance_id}"))
+        return CommitResult(cookies, session.accessed or bool(cookies), headers)
 
-    def _cookie(self, value: str, session: Session, now: float, https: bool) -> str:
+    def _cookies(self, value: str, session: Session, now: float, https: bool) -> list[str]:
         max_age = session._created_at + self._absolute - now
         try:
-            return self.cookies.set(value, max_age=max_age, now=now, https=https)
+            cookie = self.cookies.set(value, max_age=max_age, now=now, https=https)
         except SessionTooLarge as exc:
             fields = session._fields()
             largest = sorted(((k, len(k) + len(v)) for k, v in fields.items()),
                              key=lambda item: -item[1])
             raise SessionTooLarge(exc.size, exc.limit, largest[:3]) from None
+        self.events.observe_cookie(len(cookie))
+        if self.route_cookies is None:
+            return [cookie]
+        route = self.route_cookies.set(self.instance_id, max_age=max_age, now=now, https=https)
+        return [cookie, route]
+
+    def _deleted_cookies(self, https: bool) -> list[str]:
+        cookies = [self.cookies.delete(https=https)]
+        if self.route_cookies is not None:
+            cookies.append(self.route_cookies.delete(https=https))
+        return cookies
+
+    def _drain_steps(self) -> Steps[tuple[int, int, float]]:
+        assert self._drain_store is not None
+        assert isinstance(self._io, MemoryStore)
+        started = time.monotonic()
+        moved, left = yield from drain.drain_steps(
+            self._io, self._drain_store, now=self._clock(), absolute=self._absolute,
+            clock=time.monotonic, deadline=started + self.config.drain_seconds,
+        )
+        return moved, left, time.monotonic() - started
+
+    def _report(self, result: tuple[int, int, float]) -> int:
+        moved, left, seconds = result
+        assert self._drain_store is not None
+        drain.report(moved, left, self._drain_store, seconds)
+        return moved
+
+
+def _counter(store: MemoryStore) -> Any:
+    reference = weakref.ref(store)
+
+    def live() -> int | None:
+        found = reference()
+        return len(found) if found is not None else None
+
+    return live
+
+
+def _shared_store(url: str, setting: str) -> Store:
+    store = open_store(url)
+    if not store.shared:
+        raise ConfigError(f"{setting} must be a store every instance can reach (redis://, a SQL "
+                          f"URL), not {store.name}")
+    return store
+
+
+def _drain_at_exit(reference: weakref.ref[SessionEngine]) -> None:
+    engine = reference()
+    if engine is None:
+        return
+    try:
+        engine.drain()
+    except Exception:
+        logger.exception("sessionkit: draining sessions at exit failed")
+
+
+def _exit_on_sigterm() -> None:
+    """Make SIGTERM a normal exit (so the drain at exit runs) unless someone handles it
+    already: gunicorn and uvicorn do, and drain through their own shutdown."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_system_exit)
+
+
+def _raise_system_exit(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)

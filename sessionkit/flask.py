@@ -71,6 +71,8 @@ class SessionKitInterface(SessionInterface):
             headers["Vary"] = add_vary_cookie(headers.get("Vary"))
         for cookie in result.set_cookies:
             response.headers.add("Set-Cookie", cookie)
+        for name, value in result.headers:
+            response.headers[name] = value
 
 
 def _unavailable_response(error: StoreUnavailable) -> Response:

@@ -6,20 +6,26 @@ import logging
 from collections.abc import Mapping
 
 from .affinity import split_route
-from .backend import Backend, Found, Lookup, Steps
+from .backend import Backend, Found, Lookup, Miss, Steps
 from .codecs import TOKEN_LENGTH, SessionIds
 from .session import Session
-from .stores.base import Create, Delete, Load, Record, Store, Touch, Update
+from .stores.base import Create, Delete, Load, On, Record, Store, Touch, Update
 
 logger = logging.getLogger("sessionkit")
 _MAX_COOKIE_VALUE = TOKEN_LENGTH + 1 + 63
+INVALID = Miss("invalid")
 
 
 class ServerSide(Backend):
+    """``fallback``: where to look for a session this (local) store does not hold — sessions
+    another instance drained on shutdown, or of an instance that died — before giving up."""
+
     def __init__(
-        self, store: Store, ids: SessionIds, instance_id: str, idle: float, absolute: float
+        self, store: Store, ids: SessionIds, instance_id: str, idle: float, absolute: float,
+        fallback: Store | None = None,
     ) -> None:
         self.io_store = self.public_store = self.store = store
+        self.fallback = fallback
         self.slides_on_load = store.slides_on_load
         self.ids = ids
         self.instance_id = instance_id
@@ -30,23 +36,33 @@ class ServerSide(Backend):
     def lookup(self, value: str, now: float) -> Steps[Lookup]:
         # Everything about the cookie is checked before any store lookup.
         if len(value) > _MAX_COOKIE_VALUE:
-            return "invalid"
+            return INVALID
         parts = split_route(value)
         if parts is None:
-            return "invalid"
+            return INVALID
         token, route = parts
         verified = self.ids.verify(token)
         if verified is None:
-            return "invalid"
+            return Miss("invalid", route)
         key, generation = verified
-        record: Record | None = yield Load(key, now, self._idle, self._absolute)
+        load = Load(key, now, self._idle, self._absolute)
+        record: Record | None = yield load
+        moved = False
+        if record is None and self.fallback is not None:
+            record = yield On(self.fallback, load)
+            if record is not None:  # keep it here from now on, and only here
+                yield Create(key, record, self._absolute)
+                yield On(self.fallback, Delete(key))
+                moved = True
         if record is None:
             return self.miss(route)
-        return Found(record, token, key, route, generation)
+        local = not self.store.shared
+        reroute = local and (moved or (route is not None and route != self.instance_id))
+        return Found(record, token, key, route, generation, reroute)
 
-    def miss(self, route: str | None) -> str:
+    def miss(self, route: str | None) -> Miss:
         foreign = route is not None and route != self.instance_id
-        return "affinity_miss" if foreign and not self.store.shared else "not_found"
+        return Miss("affinity_miss" if foreign and not self.store.shared else "not_found", route)
 
     def create(self, record: Record) -> Steps[tuple[str, str, str]]:
         token, key = self.ids.new()
@@ -77,6 +93,10 @@ class ServerSide(Backend):
 
     def destroy(self, key: str, until: float) -> Steps[None]:
         yield Delete(key)
+
+    def cookie_value(self, session: Session) -> str:
+        assert session._token is not None
+        return session._token + self._route_suffix
 
     def log_id(self, token: str) -> str:
         return self.ids.log_id(token)

@@ -40,6 +40,7 @@ class Session(MutableMapping[str, Any]):
         "_lookup",
         "_raw",
         "_removed",
+        "_reroute",
         "_route",
         "_token",
         "_touch",
@@ -76,6 +77,7 @@ class Session(MutableMapping[str, Any]):
         self._is_new = True
         self._lookup = "new"
         self._touch = False
+        self._reroute = False
         self._version = 0
         #: True once the request read or wrote the session (responses then get ``Vary: Cookie``).
         self.accessed = False

@@ -49,11 +49,12 @@ class SessionMiddleware:
             nonlocal started
             if not started and not isinstance(session, UnavailableSession):
                 result = engine.commit(session, https=https)
-                if result.vary or result.set_cookies:
+                if result.vary or result.set_cookies or result.headers:
                     headers = list(headers)
                     if result.vary:
                         merge_vary(headers)
                     headers.extend(("Set-Cookie", c) for c in result.set_cookies)
+                    headers.extend(result.headers)
             started = True
             return start_response(status, headers, exc_info)
 

@@ -57,4 +57,8 @@ def create_app(config: SessionConfig | None = None) -> FastAPI:
     def whoami(session: SessionDep) -> Response:
         return reply(shop.whoami(session, engine))
 
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(engine.events.prometheus_text(), media_type=shop.METRICS_TYPE)
+
     return app

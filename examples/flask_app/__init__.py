@@ -49,4 +49,8 @@ def create_app(config: SessionConfig | None = None) -> Flask:
     def whoami() -> Response:
         return reply(shop.whoami(current(), engine))
 
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(engine.events.prometheus_text(), content_type=shop.METRICS_TYPE)
+
     return app

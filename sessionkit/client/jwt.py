@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl, urlsplit
 import jwt
 import jwt.algorithms
 
-from ..backend import Backend, Found, Lookup, Steps
+from ..backend import Backend, Found, Lookup, Miss, Steps
 from ..codecs import encode_value
 from ..config import SessionConfig
 from ..errors import ConfigError
@@ -52,6 +52,8 @@ ASYMMETRIC_ALGORITHMS = ("RS256", "ES256", "EdDSA")
 #: A JWT cookie longer than this is certainly not ours: reject it before any parsing.
 MAX_TOKEN_LENGTH = 4096
 TOKEN_CACHE_SIZE = 4096
+INVALID = Miss("invalid")
+NOT_FOUND = Miss("not_found")  # revoked
 
 
 class Token(NamedTuple):
@@ -240,22 +242,22 @@ class JwtBackend(Backend):
     def lookup(self, value: str, now: float) -> Steps[Lookup]:
         token = self._decode(value)
         if token is None:
-            return "invalid"
+            return INVALID
         leeway = self.options.leeway
         if token.expires_at + leeway <= now or token.not_before - leeway > now:
-            return "invalid"
+            return INVALID
         record = Record(token.fields, token.created_at, token.expires_at, token.issued_at,
                         token.user_id, 0)
         if self.revocation is not None:
             denied: Record | None = yield Load(_deny_key(token.sid), now, self._idle,
                                                self._absolute)
             if denied is not None and denied.expires_at > now:
-                return "not_found"
+                return NOT_FOUND
             if record.user_id is not None:
                 marker = yield Load(self._user_marker(record.user_id), now, self._idle,
                                     self._absolute)
                 if marker is not None and _not_before(marker) >= record.created_at:
-                    return "not_found"
+                    return NOT_FOUND
         return Found(record, token.sid, token.sid, None, 0 if token.kid == self.keys.kid else 1)
 
     def _decode_uncached(self, value: str) -> Token | None:
@@ -346,6 +348,9 @@ class JwtBackend(Backend):
 
     def log_id(self, token: str) -> str:
         return hmac.digest(self._user_key, token.encode(), "sha256")[:8].hex()
+
+    def cookie_value(self, session: Session) -> str:
+        raise NotImplementedError("a token is re-issued by update/touch, never re-routed")
 
     def _issue(self, sid: str, record: Record) -> str:
         """Sign the session as a token. The data claim is assembled from each value's JSON

@@ -107,6 +107,19 @@ class DeleteUser(Op):
     method: ClassVar[str] = "delete_user"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class On:
+    """Perform ``op`` on ``store`` instead of the engine's own store (fallback, drain,
+    revocation and migration stores)."""
+
+    store: Store
+    op: Op
+
+
+#: What engine and backend steps yield: an operation on the engine's store, or ``On`` another.
+Request = Op | On
+
+
 class Store:
     """Base class of the stores. Subclasses implement one method per operation."""
 

@@ -54,6 +54,12 @@ class MemoryStore(Store):
     def __len__(self) -> int:
         return len(self._records)
 
+    def live_records(self, now: float) -> list[tuple[str, Record]]:
+        """A copy of every record still alive at ``now`` (for draining to a shared store)."""
+        with self._lock:
+            return [(key, record) for key, record in self._records.items()
+                    if record.expires_at > now]
+
     async def aexecute(self, op: Op) -> Any:
         return self.execute(op)  # nothing to await: memory operations never block
 
@@ -63,16 +69,14 @@ class MemoryStore(Store):
             record = self._records.get(op.key)
             if record is None:
                 return None
-            if record.expires_at <= op.now:
-                self._drop(op.key, record)
-                return None
             snapshot = Record(
                 record.fields, record.created_at, record.expires_at, record.accessed_at,
                 record.user_id, record.version,
             )
-            record.accessed_at = op.now
-            record.expires_at = deadline(record.created_at, op.now, op.idle, op.absolute)
-            self._records.move_to_end(op.key)
+            if record.expires_at > op.now:  # expired: the engine deletes it
+                record.accessed_at = op.now
+                record.expires_at = deadline(record.created_at, op.now, op.idle, op.absolute)
+                self._records.move_to_end(op.key)
             return snapshot
 
     def create(self, op: Create) -> None:

@@ -5,8 +5,8 @@ results, in the sans-I/O style of the engine (``sessionkit.sansio``). The sync f
 them on an ``Engine``, the async face awaits them on an ``AsyncEngine``: both share every
 statement and every rule, and each operation runs in one transaction.
 
-Statements per request: a read is one SELECT (a row found expired is deleted in the same
-transaction, so that no clock set back and no request in flight revives it); a write is one
+Statements per request: a read is one SELECT (a row found expired is then deleted by the
+engine, so that no clock set back and no request in flight revives it); a write is one
 UPDATE, or one upsert for a new session. Expired rows nobody reads again are deleted by
 ``SQLStore.gc`` / ``sessionkit gc URL``, run periodically.
 
@@ -305,6 +305,22 @@ def _is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, OSError)  # TimeoutError and ConnectionError included
 
 
+#: Errors a database raises to ask for the transaction to be retried: MySQL/MariaDB deadlock
+#: and lock wait timeout, PostgreSQL serialization failure and deadlock, SQLite busy.
+_TRANSIENT_MYSQL = {1205, 1213}
+_TRANSIENT_SQLSTATE = {"40001", "40P01"}
+
+
+def _is_transient_conflict(exc: sa.exc.DBAPIError) -> bool:
+    original = exc.orig
+    args = getattr(original, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _TRANSIENT_MYSQL:
+        return True
+    if getattr(original, "sqlstate", None) in _TRANSIENT_SQLSTATE:
+        return True
+    return "database is locked" in str(original)
+
+
 def _backoff(attempt: int) -> float:
     """Full jitter: concurrent retries spread out instead of colliding again."""
     return random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_FIRST * 2**attempt))  # noqa: S311
@@ -560,15 +576,10 @@ class SQLStore(Store):
 
     # --- operations ---------------------------------------------------------------------------
     def load(self, op: Load) -> Steps[Record | None]:
-        """One SELECT; an expired row is deleted as well, so that nothing (a clock set back,
-        a request already in flight) can revive it later."""
-        table = self.table
+        """One SELECT. An expired row is returned too: the engine judges expiry and deletes
+        it, so that nothing (a clock set back, a request in flight) can revive it later."""
         result = yield self._select(op.key)
-        record = self._record(result.first())
-        if record is not None and record.expires_at <= op.now:
-            yield sa.delete(table).where(table.c.id == op.key, table.c.expires_at <= op.now)
-            return None
-        return record
+        return self._record(result.first())
 
     def create(self, op: Create) -> Steps[None]:
         # Not ``yield from``: the runner sends each result back, which a list cannot take.
@@ -581,13 +592,22 @@ class SQLStore(Store):
         fields: Mapping[str, str] = op.base_fields
         version = op.base_version
         for attempt in range(UPDATE_ATTEMPTS):
-            if attempt:
-                self._count_retry()
-                current = self._record((yield self._select(op.key, lock=True)).first())
-                if current is None or current.expires_at <= op.now:
-                    return False  # destroyed or expired: a delta never resurrects it
-                fields, version = current.fields, current.version
-            result = yield self._merge(op, fields, version)
+            try:
+                if attempt:
+                    self._count_retry()
+                    current = self._record((yield self._select(op.key, lock=True)).first())
+                    if current is None or current.expires_at <= op.now:
+                        return False  # destroyed or expired: a delta never resurrects it
+                    fields, version = current.fields, current.version
+                result = yield self._merge(op, fields, version)
+            except sa.exc.DBAPIError as exc:
+                if not _is_transient_conflict(exc):
+                    raise
+                # The database gave up on this transaction (a deadlock between row locks):
+                # it is rolled back; merge again from the current row after a pause.
+                yield Transaction.ROLLBACK
+                yield Sleep(_backoff(attempt))
+                continue
             if result.rowcount > 0:
                 return True
             if attempt:  # only without row locks: start afresh after a pause

@@ -187,17 +187,13 @@ def test_create_and_load_keep_every_text_byte_for_byte(face: Face, url: str) -> 
     assert stored.format == 1
 
 
-def test_an_expired_row_loads_as_none_and_is_gone(face: Face, url: str) -> None:
+def test_an_expired_row_is_handed_to_the_engine_as_it_is(face: Face, url: str) -> None:
     put(face, expires_at=NOW + 10)
-    put(face, "other", expires_at=NOW + 10)
     assert load(face, now=NOW + 9.5) is not None
-    assert load(face, now=NOW + 10) is None
-    assert load(face, now=NOW) is None  # a clock set back does not revive it
+    expired = load(face, now=NOW + 10)
+    assert expired is not None
+    assert expired.expires_at == NOW + 10  # the engine judges it expired and deletes it
     assert load(face, "missing") is None
-    with database(url) as connection:
-        assert connection.execute(sa.text(f"SELECT id FROM {SQL_TABLE}")).scalars().all() == [
-            "other"
-        ]
 
 
 def test_create_replaces_a_record_whole(face: Face) -> None:
@@ -287,9 +283,11 @@ def test_concurrent_updates_of_distinct_keys_all_land(
     assert record is not None
     assert sorted(record.fields) == ["init", *(f"k{n:02d}" for n in range(CONCURRENT))]
     assert record.version == CONCURRENT + 1
-    # All but the first carried a stale version, and each merged again exactly once: the
-    # re-read locks the row (SQLite: the failed write already holds the database lock).
-    assert face.store.update_retries == CONCURRENT - 1
+    # All but the first carried a stale version, and each merged again once: the re-read
+    # locks the row (SQLite: the failed write already holds the database lock). A database
+    # may still break a lock cycle by rolling one back (InnoDB deadlock detection), which
+    # costs that update one more try; without the lock it takes well over twice as many.
+    assert CONCURRENT - 1 <= face.store.update_retries < 2 * (CONCURRENT - 1)
     record_property("update_retries", face.store.update_retries)
 
 

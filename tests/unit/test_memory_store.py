@@ -40,8 +40,10 @@ def test_load_slides_expiry_and_reports_the_previous_access() -> None:
     second = load(store, "k", now=120)  # within idle of the slide at 50
     assert second is not None
     assert second.accessed_at == 50
-    assert load(store, "k", now=221) is None  # idle since 120
-    assert len(store) == 0
+    expired = load(store, "k", now=221)  # idle since 120: handed over for the engine to judge
+    assert expired is not None
+    assert expired.expires_at == 220
+    assert load(store, "k", now=222).expires_at == 220  # type: ignore[union-attr]  # no slide
 
 
 def test_absolute_limit_caps_the_slide() -> None:
@@ -51,7 +53,9 @@ def test_absolute_limit_caps_the_slide() -> None:
     while now < 950:
         now += 90
         assert load(store, "k", now=now) is not None
-    assert load(store, "k", now=1000) is None
+    last = load(store, "k", now=1000)
+    assert last is not None
+    assert last.expires_at == 1000  # capped at created + absolute: expired now
 
 
 def test_lru_evicts_the_least_recently_used_beyond_max_sessions(
