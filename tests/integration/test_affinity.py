@@ -184,7 +184,7 @@ def test_sigterm_drains_a_plain_process(tmp_path: Path) -> None:
 
 def test_route_cookie_is_set_and_cleared_with_the_session(clock: FakeClock) -> None:
     a = instance("inst-a", clock, route_cookie="srv")
-    [session_cookie, route] = a.call("POST", "/cart/apple").set_cookies
+    [_, route] = a.call("POST", "/cart/apple").set_cookies
     assert route.startswith("srv=inst-a;")
     assert "Path=/" in route
     cleared = a.call("POST", "/logout").set_cookies
