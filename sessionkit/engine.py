@@ -100,6 +100,7 @@ class SessionEngine:
         if isinstance(self._io, MemoryStore):
             self.events.live_sessions = _counter(self._io)
         self._workers_checked = not self.local
+        self._debug_header = bool(cfg.debug_header)
         self._drain_store = self._open_drain_store()
         self._drained = threading.Event()
 
@@ -245,7 +246,7 @@ class SessionEngine:
                     session = self._loaded(result, now)
                     break
                 yield from self.backend.destroy(result.key, record.expires_at)
-                self.events.emit("expired", self.backend.log_id(result.token))
+                self.events.emit("expired", self._hasher(result.token))
                 result = self.backend.miss(result.route)
             if result.reason == "invalid":
                 if looked_up == 0:
@@ -261,10 +262,15 @@ class SessionEngine:
         self._observe_lookup(session)
         return session
 
+    def _hasher(self, token: str | None) -> Any:
+        """A function giving the keyed hash of ``token``, for when someone wants it."""
+        log_id = self.backend.log_id
+        return lambda: log_id(token) if token else None
+
     def _observe_lookup(self, session: Session) -> None:
         lookup = session._lookup
         self.events.lookup(lookup)
-        token = self.backend.log_id(session._token) if session._token else None
+        token = self._hasher(session._token)
         if lookup == "hit":
             self.events.emit("loaded", token)
         elif lookup == "affinity_miss":
@@ -311,6 +317,12 @@ class SessionEngine:
         return session
 
     def _commit(self, session: Session, https: bool) -> Steps[CommitResult]:
+        headers = []
+        if self._debug_header and session._lookup == "affinity_miss":
+            headers.append((DEBUG_HEADER, f"miss; expected={session._route}; "
+                                          f"served={self.instance_id}"))
+        if _untouched(session):
+            return CommitResult([], session.accessed, headers)
         now = self._clock()
         backend = self.backend
         expires = deadline(session._created_at, now, self._idle, self._absolute)
@@ -354,11 +366,7 @@ class SessionEngine:
         session._user_changed = session._force = session._invalidated = False
         session._touch = session._reroute = False
         if event is not None:
-            self.events.emit(event, backend.log_id(session._token or ""))
-        headers = []
-        if self.config.debug_header and session._lookup == "affinity_miss":
-            headers.append((DEBUG_HEADER, f"miss; expected={session._route}; "
-                                          f"served={self.instance_id}"))
+            self.events.emit(event, self._hasher(session._token))
         return CommitResult(cookies, session.accessed or bool(cookies), headers)
 
     def _cookies(self, value: str, session: Session, now: float, https: bool) -> list[str]:
@@ -397,6 +405,15 @@ class SessionEngine:
         assert self._drain_store is not None
         drain.report(moved, left, self._drain_store, seconds)
         return moved
+
+
+def _untouched(session: Session) -> bool:
+    """Nothing to save and no cookie to send: the common case, decided without any work."""
+    if session._values or session._removed or session._doomed or session._force:
+        return False
+    if session._key is None:  # a new session that stayed empty
+        return not session._raw and session._user_id is None and not session._invalidated
+    return not (session._user_changed or session._touch or session._reroute)
 
 
 def _counter(store: MemoryStore) -> Any:

@@ -103,13 +103,16 @@ class Events:
         with self._lock:
             self.lookups[result] += 1
 
-    def emit(self, name: str, session: str | None = None, **fields: Any) -> None:
+    def emit(self, name: str, session: Callable[[], str | None] | None = None, **fields: Any
+             ) -> None:
+        """Count ``name`` and call its hooks. ``session`` gives the hashed id, only computed
+        when a hook will see it."""
         with self._lock:
             self.counts[name] += 1
         hooks = self._hooks[name]
         if not hooks:
             return
-        event = Event(name, self.instance, session, **fields)
+        event = Event(name, self.instance, session() if session else None, **fields)
         for hook in hooks:
             try:
                 hook(event)
@@ -175,12 +178,25 @@ def _histogram(name: str, help_: str, histogram: Histogram, labels: dict[str, st
 
 
 # --- the current request, for log records and spans ----------------------------------------
-@dataclasses.dataclass(frozen=True, slots=True)
 class RequestContext:
-    instance: str
-    session: str | None  #: keyed hash of the session id
-    lookup: str
-    expected_instance: str | None
+    """The session facts of the request being served (for log records and spans)."""
+
+    __slots__ = ("_hash", "_session_hash", "expected_instance", "instance", "lookup")
+
+    def __init__(self, instance: str, session_hash: Callable[[], str | None], lookup: str,
+                 expected_instance: str | None) -> None:
+        self.instance = instance
+        self.lookup = lookup
+        self.expected_instance = expected_instance
+        self._session_hash = session_hash
+        self._hash: str | None = None
+
+    @property
+    def session(self) -> str | None:
+        """Keyed hash of the session id (computed on first use: it costs an HMAC)."""
+        if self._hash is None:
+            self._hash = self._session_hash()
+        return self._hash
 
 
 current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
