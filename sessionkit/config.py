@@ -29,6 +29,8 @@ _COOKIE_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _DOMAIN_RE = re.compile(r"^\.?[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 _PATH_RE = re.compile(r"^/[\x21-\x3a\x3c-\x7e]*$")  # printable ASCII without ';'
 _TRUE = {"1", "true", "yes", "on"}
+#: Framework cookies whose sessions ``migrate_from`` can import.
+IMPORTABLE_COOKIES = ("flask-cookie", "starlette-cookie")
 _FALSE = {"0", "false", "no", "off"}
 
 
@@ -107,6 +109,12 @@ class SessionConfig:
     route_cookie: str | None = None
     debug_header: bool = False
     revocation_store: str | None = None
+    migrate_from: str | None = None
+    migrate_secret_key: str | bytes | Sequence[str | bytes] | None = dataclasses.field(
+        default=None, repr=False
+    )
+    migrate_max_age: Duration | None = None
+    migrate_cookie_name: str | None = None
     jwt_private_key: str | bytes | None = dataclasses.field(default=None, repr=False)
     jwt_public_keys: Sequence[str | bytes] | None = None
     clock: Callable[[], float] = dataclasses.field(
@@ -141,6 +149,7 @@ class SessionConfig:
                     f"{name} must be a store URL such as 'redis://host:6379/0' (got {value!r})"
                 )
         self._check_affinity()
+        self._check_migration()
         if isinstance(self.jwt_public_keys, str | bytes):
             object.__setattr__(self, "jwt_public_keys", (self.jwt_public_keys,))
         if not callable(self.clock):
@@ -213,6 +222,23 @@ class SessionConfig:
             raise ConfigError(
                 f"route_cookie {route!r} must be a valid cookie name other than cookie_name"
             )
+
+    def _check_migration(self) -> None:
+        source = self.migrate_from
+        if source is None:
+            return
+        is_url = isinstance(source, str) and "://" in source
+        if source not in IMPORTABLE_COOKIES and not is_url:
+            raise ConfigError(
+                f"migrate_from must be a store URL or one of {', '.join(IMPORTABLE_COOKIES)} "
+                f"(got {source!r})"
+            )
+        if self.migrate_max_age is not None:
+            object.__setattr__(self, "migrate_max_age",
+                               parse_duration(self.migrate_max_age, "migrate_max_age"))
+        name = self.migrate_cookie_name
+        if name is not None and (not isinstance(name, str) or not _COOKIE_NAME_RE.match(name)):
+            raise ConfigError(f"migrate_cookie_name {name!r} is not a valid cookie name")
 
     # --- derived values -------------------------------------------------------------------
     @property
@@ -303,8 +329,11 @@ def _from_text(name: str, raw: str) -> Any:
         keys = [k.strip() for k in raw.split(",") if k.strip()]
         return keys or None
     if name in ("cookie_domain", "instance_id", "revocation_store", "jwt_private_key",
-                "fallback_store", "drain_to", "route_cookie"):
+                "fallback_store", "drain_to", "route_cookie", "migrate_from",
+                "migrate_cookie_name", "migrate_max_age"):
         return raw or None
+    if name == "migrate_secret_key":
+        return [k.strip() for k in raw.split(",") if k.strip()] or None
     if name == "jwt_public_keys":
         marker = "-----END PUBLIC KEY-----"
         return [part + marker for part in raw.split(marker) if part.strip()] or None

@@ -20,10 +20,10 @@ import weakref
 from collections.abc import Generator
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
-from . import drain, events, workers
+from . import drain, events, migrate, workers
 from .affinity import resolve_instance_id
 from .backend import Backend, Found, Miss
-from .codecs import SessionIds
+from .codecs import SessionIds, encode_value
 from .config import SessionConfig
 from .cookies import CookieWriter, cookie_values
 from .errors import ConfigError, SessionTooLarge, StoreUnavailable
@@ -99,6 +99,14 @@ class SessionEngine:
         self.events = events.Events(self.instance_id, cfg.scheme, mode)
         if isinstance(self._io, MemoryStore):
             self.events.live_sessions = _counter(self._io)
+        self._importer = migrate.importer_for(cfg)
+        # Both frameworks call their cookie "session" unless told otherwise.
+        self._old_cookie = cfg.migrate_cookie_name or "session"
+        self._old_cookie_writer = (
+            CookieWriter(dataclasses.replace(cfg, cookie_name=self._old_cookie,
+                                             route_cookie=None))
+            if self._importer is not None and self._old_cookie != cfg.cookie_name else None
+        )
         self._workers_checked = not self.local
         self._debug_header = bool(cfg.debug_header)
         self._drain_store = self._open_drain_store()
@@ -124,14 +132,17 @@ class SessionEngine:
             )
         store = instance if instance is not None else open_store(config.store)
         ids = SessionIds(config.secret_keys or self._development_key(store))
-        fallback = None
+        secondaries = []
         if config.on_affinity_miss == "fallback" and config.fallback_store is not None:
             if store.shared:
                 logger.warning("sessionkit: on_affinity_miss='fallback' is ignored with a "
                                "shared store: every instance already sees every session")
             else:
-                fallback = _shared_store(config.fallback_store, "fallback_store")
-        return ServerSide(store, ids, self.instance_id, self._idle, self._absolute, fallback)
+                secondaries.append(_shared_store(config.fallback_store, "fallback_store"))
+        if config.migrate_from is not None and "://" in config.migrate_from:
+            secondaries.append(open_store(config.migrate_from))
+        return ServerSide(store, ids, self.instance_id, self._idle, self._absolute,
+                          tuple(secondaries))
 
     def _development_key(self, store: Store) -> tuple[bytes, ...]:
         """No secret_key: only a store private to this process can live with a random key."""
@@ -257,10 +268,29 @@ class SessionEngine:
             looked_up += 1
             if looked_up == _MAX_LOOKUPS:
                 break
+        if session is None and self._importer is not None:
+            session = self._import(cookie_header, candidates, now)
         if session is None:
             session = self._fresh(now, miss.reason, miss.route)
         self._observe_lookup(session)
         return session
+
+    def _import(self, cookie_header: str | None, candidates: list[str], now: float
+                ) -> Session | None:
+        """A session from the framework cookie the app used before sessionkit, if valid."""
+        assert self._importer is not None
+        if self._old_cookie != self._cookie_name:
+            candidates = cookie_values(cookie_header, self._old_cookie)
+        for value in candidates[:_MAX_LOOKUPS]:
+            data = self._importer(value)
+            if data is None:
+                continue
+            session = self._fresh(now, "imported")
+            session._raw = {key: encode_value(key, item) for key, item in data.items()}
+            session._is_new = False
+            session._imported = True
+            return session
+        return None
 
     def _hasher(self, token: str | None) -> Any:
         """A function giving the keyed hash of ``token``, for when someone wants it."""
@@ -341,6 +371,8 @@ class SessionEngine:
                 event = "regenerated" if session._doomed and not session._invalidated else "created"
             elif session._invalidated:
                 cookies = self._deleted_cookies(https)
+            if session._imported and self._old_cookie_writer is not None:
+                cookies.append(self._old_cookie_writer.delete(https=https))  # imported: clear it
         else:
             changes, removed = session._delta()
             if changes or removed or session._user_changed or session._force:

@@ -27,7 +27,7 @@ EVENTS = (
     "created", "loaded", "saved", "expired", "invalidated", "regenerated", "affinity_miss",
     "store_error",
 )
-LOOKUPS = ("new", "hit", "not_found", "affinity_miss", "invalid")
+LOOKUPS = ("new", "hit", "not_found", "affinity_miss", "invalid", "imported")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 COOKIE_BUCKETS = (128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0)
 

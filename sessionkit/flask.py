@@ -113,9 +113,17 @@ class SessionKit:
             config = SessionConfig.coerce(self._config, kwargs)
         else:
             config = SessionConfig.from_mapping(app.config, strict=True, **kwargs)
-        if config.secret_keys or not app.config.get("SECRET_KEY"):
+        keys = [app.config["SECRET_KEY"], *(app.config.get("SECRET_KEY_FALLBACKS") or [])] if (
+            app.config.get("SECRET_KEY")) else []
+        if config.migrate_from == "flask-cookie" and keys:
+            # The app's own cookies were signed with its SECRET_KEY, for this long.
+            lifetime = app.permanent_session_lifetime.total_seconds()
+            config = SessionConfig.coerce(config, {
+                "migrate_secret_key": config.migrate_secret_key or keys,
+                "migrate_max_age": config.migrate_max_age or lifetime,
+            })
+        if config.secret_keys or not keys:
             return config
-        keys = [app.config["SECRET_KEY"], *(app.config.get("SECRET_KEY_FALLBACKS") or [])]
         try:
             return SessionConfig.coerce(config, {"secret_key": keys})
         except ConfigError as exc:

@@ -19,15 +19,16 @@ VERIFIED_CACHE_SIZE = 8192
 
 
 class ServerSide(Backend):
-    """``fallback``: where to look for a session this (local) store does not hold — sessions
-    another instance drained on shutdown, or of an instance that died — before giving up."""
+    """``secondaries``: stores to read a session from when this store does not hold it, in
+    order — the fallback store where other instances drained their sessions (local mode), the
+    old store of a migration (``migrate_from``). A session found there moves here."""
 
     def __init__(
         self, store: Store, ids: SessionIds, instance_id: str, idle: float, absolute: float,
-        fallback: Store | None = None,
+        secondaries: tuple[Store, ...] = (),
     ) -> None:
         self.io_store = self.public_store = self.store = store
-        self.fallback = fallback
+        self.secondaries = secondaries
         self.slides_on_load = store.slides_on_load
         self.ids = ids
         # Verifying an id depends on nothing but the id: a browser sending the same cookie
@@ -53,17 +54,33 @@ class ServerSide(Backend):
         load = Load(key, now, self._idle, self._absolute)
         record: Record | None = yield load
         moved = False
-        if record is None and self.fallback is not None:
-            record = yield On(self.fallback, load)
-            if record is not None:  # keep it here from now on, and only here
-                yield Create(key, record, self._absolute)
-                yield On(self.fallback, Delete(key))
-                moved = True
+        for secondary in self.secondaries:
+            if record is not None:
+                break
+            record = yield from self._move(secondary, key, load)
+            moved = record is not None
         if record is None:
             return self.miss(route)
         local = not self.store.shared
         reroute = local and (moved or (route is not None and route != self.instance_id))
         return Found(record, token, key, route, generation, reroute)
+
+    def _move(self, secondary: Store, key: str, load: Load) -> Steps[Record | None]:
+        """Read ``key`` from ``secondary`` and move it here. If another request moved it
+        first, its copy here wins (it may hold that request's changes already)."""
+        record: Record | None = yield On(secondary, load)
+        if record is None:
+            # Gone from there too: a concurrent request may have just moved it here.
+            moved: Record | None = yield load
+            return moved
+        if record.expires_at <= load.now or record.created_at + self._absolute <= load.now:
+            yield On(secondary, Delete(key))
+            return None
+        created = yield Create(key, record, self._absolute, if_absent=True)
+        if not created:
+            record = yield load
+        yield On(secondary, Delete(key))
+        return record
 
     def miss(self, route: str | None) -> Miss:
         foreign = route is not None and route != self.instance_id

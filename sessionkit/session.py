@@ -33,6 +33,7 @@ class Session(MutableMapping[str, Any]):
         "_expires_at",
         "_force",
         "_generation",
+        "_imported",
         "_invalidated",
         "_is_new",
         "_key",
@@ -78,6 +79,7 @@ class Session(MutableMapping[str, Any]):
         self._lookup = "new"
         self._touch = False
         self._reroute = False
+        self._imported = False
         self._version = 0
         #: True once the request read or wrote the session (responses then get ``Vary: Cookie``).
         self.accessed = False

@@ -55,11 +55,16 @@ class Load(Op):
 @dataclasses.dataclass(frozen=True, slots=True)
 class Create(Op):
     """Write a whole new record (new, regenerated or re-keyed sessions). ``absolute`` is the
-    configured absolute timeout: no session outlives it, so indexes may expire after it."""
+    configured absolute timeout: no session outlives it, so indexes may expire after it.
+
+    With ``if_absent`` the write happens only if no record exists at ``key`` (atomically), and
+    the result says whether it did: two requests moving one session from an old store must not
+    both write it, or the second would overwrite what the first request then saved."""
 
     method: ClassVar[str] = "create"
     record: Record
     absolute: float
+    if_absent: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

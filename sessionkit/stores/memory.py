@@ -79,19 +79,22 @@ class MemoryStore(Store):
                 self._records.move_to_end(op.key)
             return snapshot
 
-    def create(self, op: Create) -> None:
+    def create(self, op: Create) -> bool:
         new = op.record
         stored = Record(
             dict(new.fields), new.created_at, new.expires_at, new.accessed_at, new.user_id,
             new.version,
         )
         with self._lock:
+            if op.if_absent and op.key in self._records:
+                return False
             old = self._records.pop(op.key, None)
             if old is not None:
                 self._unindex(op.key, old.user_id)
             self._records[op.key] = stored
             self._index(op.key, stored.user_id)
             self._sweep(new.accessed_at)
+            return True
 
     def update(self, op: Update) -> bool:
         with self._lock:

@@ -48,6 +48,12 @@ from .base import Create, Delete, DeleteUser, Load, Op, Record, Store, Touch, Up
 logger = logging.getLogger("sessionkit")
 
 FORMAT = b"1"
+_CREATE_IF_ABSENT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
 DEFAULT_PREFIX = "sessionkit:"
 DEFAULT_TIMEOUT = 2.0  # seconds: a store that does not answer is down, not slow
 Command: TypeAlias = tuple[str, tuple[Any, ...]]
@@ -206,15 +212,20 @@ class RedisStore(Store):
                        a=repr(record.accessed_at), f=FORMAT)
         if record.user_id is not None:
             mapping["u"] = record.user_id
-        # Store keys are HMACs of 256 random bits: a new one never exists, so no DEL first.
-        batch: list[Command] = [
-            ("hset", (key, None, None, mapping)),
-            ("pexpire", (key, _ms(record.expires_at - record.accessed_at))),
-        ]
+        ttl = _ms(record.expires_at - record.accessed_at)
+        if op.if_absent:  # atomically: only one of two concurrent movers may write
+            flat = [item for pair in mapping.items() for item in pair]
+            [created] = yield [("eval", (_CREATE_IF_ABSENT, 1, key, ttl, *flat))]
+            if not created:
+                return False
+            batch: list[Command] = []
+        else:  # store keys are HMACs of 256 random bits: a new one never exists already
+            batch = [("hset", (key, None, None, mapping)), ("pexpire", (key, ttl))]
         if record.user_id is not None:
             batch += self._bind(record.user_id, op.key, op.absolute)
-        yield batch
-        return None
+        if batch:
+            yield batch
+        return True
 
     def update(self, op: Update) -> Steps:
         key = self._key(op.key)

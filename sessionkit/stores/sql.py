@@ -581,10 +581,15 @@ class SQLStore(Store):
         result = yield self._select(op.key)
         return self._record(result.first())
 
-    def create(self, op: Create) -> Steps[None]:
+    def create(self, op: Create) -> Steps[bool]:
+        row = self._row(op.key, op.record)
+        if op.if_absent:
+            result = yield self._insert_if_absent(row)
+            return bool(result.rowcount > 0)
         # Not ``yield from``: the runner sends each result back, which a list cannot take.
-        for statement in self._upsert(self._row(op.key, op.record)):  # noqa: UP028
+        for statement in self._upsert(row):  # noqa: UP028
             yield statement
+        return True
 
     def update(self, op: Update) -> Steps[bool]:
         """Merge the delta; first onto the loaded fields, then onto the current row if another
@@ -690,6 +695,20 @@ class SQLStore(Store):
             my_insert = mysql.insert(table).values(row)
             return [my_insert.on_duplicate_key_update({c: my_insert.inserted[c] for c in columns})]
         return [sa.delete(table).where(table.c.id == row["id"]), sa.insert(table).values(row)]
+
+    def _insert_if_absent(self, row: dict[str, Any]) -> sa.Executable:
+        """One statement that inserts unless the id exists, reporting which in its rowcount."""
+        table = self.table
+        if self._dialect == "postgresql":
+            return postgresql.insert(table).values(row).on_conflict_do_nothing()
+        if self._dialect == "sqlite":
+            return sqlite.insert(table).values(row).on_conflict_do_nothing()
+        if self._dialect in ("mysql", "mariadb"):
+            return sa.insert(table).values(row).prefix_with("IGNORE")
+        exists = sa.select(table.c.id).where(table.c.id == row["id"])
+        return sa.insert(table).from_select(
+            list(row), sa.select(*(sa.literal(v) for v in row.values())).where(~exists.exists())
+        )
 
     def _merge(self, op: Update, fields: Mapping[str, str], version: int) -> sa.Update:
         """The compare-and-set write of ``fields`` with the delta applied, if still ``version``."""
