@@ -356,7 +356,8 @@ class SessionEngine:
         now = self._clock()
         backend = self.backend
         expires = deadline(session._created_at, now, self._idle, self._absolute)
-        record = Record({}, session._created_at, expires, now, session._user_id, session._version)
+        record = Record({}, session._created_at, expires, now, session._user_id,
+                        session._version, self.instance_id)
         value: str | None = None
         event: str | None = None
         cookies: list[str] = []

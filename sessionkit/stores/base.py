@@ -12,8 +12,10 @@ change different keys both persist.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
+
+from ..errors import ConfigError
 
 
 def deadline(created_at: float, now: float, idle: float, absolute: float) -> float:
@@ -31,6 +33,8 @@ class Record:
     accessed_at: float
     user_id: str | None = None
     version: int = 1
+    #: The instance that created the session (for ``sessionkit stats``), when known.
+    instance: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -141,6 +145,18 @@ class Store:
 
     async def aexecute(self, op: Op) -> Any:
         return getattr(self, op.method)(op)
+
+    # --- whole-store tools (``sessionkit export/import/migrate/stats``), sync only ---------
+    def iter_records(self, batch: int = 1000) -> Iterator[list[tuple[str, Record]]]:
+        """Every record (expired ones included), a batch at a time, in no particular order."""
+        yield from ()
+        raise ConfigError(f"{self.name} cannot list its sessions")
+
+    def put_records(self, items: list[tuple[str, Record]], absolute: float) -> int:
+        """Write records whose key is not taken yet (so a copy can run again safely);
+        return how many were written."""
+        return sum(bool(self.execute(Create(key, record, absolute, if_absent=True)))
+                   for key, record in items)
 
     def delete_user_sessions(self, user_id: str) -> int:
         """Log a user out everywhere: destroy every session bound to ``user_id``."""

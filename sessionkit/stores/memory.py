@@ -9,9 +9,11 @@ under threaded WSGI servers; no operation awaits, so asyncio needs nothing more.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 from .base import (
@@ -54,6 +56,12 @@ class MemoryStore(Store):
     def __len__(self) -> int:
         return len(self._records)
 
+    def iter_records(self, batch: int = 1000) -> Iterator[list[tuple[str, Record]]]:
+        with self._lock:
+            items = [(key, dataclasses.replace(r)) for key, r in self._records.items()]
+        for start in range(0, len(items), batch):
+            yield items[start:start + batch]
+
     def live_records(self, now: float) -> list[tuple[str, Record]]:
         """A copy of every record still alive at ``now`` (for draining to a shared store)."""
         with self._lock:
@@ -69,10 +77,7 @@ class MemoryStore(Store):
             record = self._records.get(op.key)
             if record is None:
                 return None
-            snapshot = Record(
-                record.fields, record.created_at, record.expires_at, record.accessed_at,
-                record.user_id, record.version,
-            )
+            snapshot = dataclasses.replace(record)
             if record.expires_at > op.now:  # expired: the engine deletes it
                 record.accessed_at = op.now
                 record.expires_at = deadline(record.created_at, op.now, op.idle, op.absolute)
@@ -81,10 +86,7 @@ class MemoryStore(Store):
 
     def create(self, op: Create) -> bool:
         new = op.record
-        stored = Record(
-            dict(new.fields), new.created_at, new.expires_at, new.accessed_at, new.user_id,
-            new.version,
-        )
+        stored = dataclasses.replace(new, fields=dict(new.fields))
         with self._lock:
             if op.if_absent and op.key in self._records:
                 return False

@@ -27,7 +27,7 @@ import asyncio
 import logging
 import math
 import weakref
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
 from typing import Any, TypeAlias
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
@@ -212,6 +212,8 @@ class RedisStore(Store):
                        a=repr(record.accessed_at), f=FORMAT)
         if record.user_id is not None:
             mapping["u"] = record.user_id
+        if record.instance is not None:
+            mapping["i"] = record.instance
         ttl = _ms(record.expires_at - record.accessed_at)
         if op.if_absent:  # atomically: only one of two concurrent movers may write
             flat = [item for pair in mapping.items() for item in pair]
@@ -280,6 +282,58 @@ class RedisStore(Store):
         ]
         return sum(int(n) for n in replies[1:])
 
+    # --- whole-store tools --------------------------------------------------------------------
+    def iter_records(self, batch: int = 1000) -> Iterator[list[tuple[str, Record]]]:
+        """``SCAN`` the prefix (every node of a cluster), then one pipeline of ``HGETALL``s
+        per batch."""
+        client = self._sync()
+        users = (self.prefix + "user:").encode()
+        keys: list[bytes] = []
+        try:
+            for key in client.scan_iter(match=self.prefix + "*", count=batch, _type="hash"):
+                if not key.startswith(users):
+                    keys.append(key)
+                if len(keys) >= batch:
+                    yield self._fetch(client, keys)
+                    keys = []
+            if keys:
+                yield self._fetch(client, keys)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(self.name, exc) from exc
+
+    def _fetch(self, client: Any, keys: list[bytes]) -> list[tuple[str, Record]]:
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        found = []
+        skip = len(self.prefix)
+        for key, raw in zip(keys, pipe.execute(), strict=True):
+            record = _parse(raw) if raw else None
+            if record is not None:
+                found.append((key.decode()[skip:], record))
+        return found
+
+    def put_records(self, items: list[tuple[str, Record]], absolute: float) -> int:
+        """A batch in one pipeline of create-if-absent scripts, then one of user bindings."""
+        client = self._sync()
+        creates, binds = client.pipeline(transaction=False), client.pipeline(transaction=False)
+        for key, record in items:
+            [(name, args)] = next(self.create(Create(key, record, absolute, if_absent=True)))
+            getattr(creates, name)(*args)
+        try:
+            replies = creates.execute()
+            created = 0
+            for (key, record), reply in zip(items, replies, strict=True):
+                if reply == 1:
+                    created += 1
+                    for name, args in self._bind(record.user_id, key, absolute) if (
+                            record.user_id is not None) else ():
+                        getattr(binds, name)(*args)
+            binds.execute()
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(self.name, exc) from exc
+        return created
+
     def _bind(self, user_id: str, store_key: str, absolute: float) -> list[Command]:
         user_key = self._user_key(user_id)
         return [("sadd", (user_key, store_key)), ("pexpire", (user_key, _ms(absolute)))]
@@ -290,7 +344,7 @@ def _parse(raw: dict[bytes, bytes]) -> Record | None:
     try:
         if raw.get(b"f") != FORMAT or b"c" not in raw:
             return None
-        user = raw.get(b"u")
+        user, instance = raw.get(b"u"), raw.get(b"i")
         fields = {
             name[2:].decode(): value.decode() for name, value in raw.items() if name[:2] == b"d:"
         }
@@ -301,6 +355,7 @@ def _parse(raw: dict[bytes, bytes]) -> Record | None:
             float(raw.get(b"a", raw[b"c"])),
             user.decode() if user is not None else None,
             0,
+            instance.decode() if instance is not None else None,
         )
     except (KeyError, ValueError, UnicodeDecodeError):
         return None

@@ -37,7 +37,8 @@ The table, created on first use (once per process and face) unless ``create_tabl
         accessed_at DOUBLE PRECISION NOT NULL,
         user_id     VARCHAR(256),
         version     INTEGER NOT NULL,          -- bumped by every update
-        format      SMALLINT NOT NULL          -- record format 1: later formats read old rows
+        format      SMALLINT NOT NULL,         -- record format 1: later formats read old rows
+        instance    VARCHAR(63)                -- the instance that created it (for stats)
     );
     CREATE INDEX ix_sessionkit_sessions_expires_at ON sessionkit_sessions (expires_at);
     CREATE INDEX ix_sessionkit_sessions_user_id ON sessionkit_sessions (user_id);
@@ -203,6 +204,11 @@ _USER = sa.String(256).with_variant(
 _DATA = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 
 
+#: Nullable columns later versions added: a table made by an earlier version gets them on
+#: first use (or, with create_table=false, a ConfigError with the ALTER TABLE to run).
+ADDED_COLUMNS = ("instance",)
+
+
 def session_table(name: str) -> sa.Table:
     """The session table, on its own ``MetaData`` (each store may name its table)."""
     return sa.Table(
@@ -216,6 +222,7 @@ def session_table(name: str) -> sa.Table:
         sa.Column("user_id", _USER, nullable=True, index=True),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("format", sa.SmallInteger(), nullable=False),
+        sa.Column("instance", sa.String(63), nullable=True),
     )
 
 
@@ -399,6 +406,49 @@ class SQLStore(Store):
     async def aexecute(self, op: Op) -> Any:
         return await self._run_async(self._steps(op))
 
+    def iter_records(self, batch: int = 1000) -> Iterator[list[tuple[str, Record]]]:
+        """Rows in id order, a batch per transaction (keyset pagination: no OFFSET scans)."""
+        after = ""
+        while True:
+            rows = self._run_sync(self._page(after, batch))
+            found = [(row.id, record) for row in rows
+                     if (record := self._record(row)) is not None]
+            if found:
+                yield found
+            if len(rows) < batch:
+                return
+            after = rows[-1].id
+
+    def put_records(self, items: list[tuple[str, Record]], absolute: float) -> int:
+        """One transaction and, where the dialect can, one statement per batch."""
+        if not items:
+            return 0
+        return self._run_sync(self._insert_many([self._row(k, r) for k, r in items]))
+
+    def _page(self, after: str, size: int) -> Steps[list[Any]]:
+        table = self.table
+        result = yield (sa.select(table).where(table.c.id > after).order_by(table.c.id)
+                        .limit(size))
+        return list(result.all())
+
+    def _insert_many(self, rows: list[dict[str, Any]]) -> Steps[int]:
+        table = self.table
+        if self._dialect in ("postgresql", "sqlite", "mysql", "mariadb"):
+            if self._dialect == "postgresql":
+                statement: sa.Executable = (
+                    postgresql.insert(table).values(rows).on_conflict_do_nothing())
+            elif self._dialect == "sqlite":
+                statement = sqlite.insert(table).values(rows).on_conflict_do_nothing()
+            else:
+                statement = sa.insert(table).values(rows).prefix_with("IGNORE")
+            result = yield statement
+            return int(result.rowcount)
+        written = 0
+        for row in rows:
+            result = yield self._insert_if_absent(row)
+            written += int(result.rowcount > 0)
+        return written
+
     def gc(self, now: float | None = None, batch_size: int = 1000) -> int:
         """Delete the sessions expired at ``now`` (default: the wall clock); return how many.
 
@@ -539,7 +589,8 @@ class SQLStore(Store):
 
     # --- the table ----------------------------------------------------------------------------
     def _prepare(self) -> Steps[None]:
-        """Make sure the table exists: create it, or, with create_table=false, check for it."""
+        """Make sure the table exists (create it, or, with create_table=false, check for it)
+        and has the columns this version writes (add them, or say how)."""
         if not self.create_table:
             if not (yield Call(self._has_table)):
                 ddl = yield Call(self._ddl)
@@ -547,14 +598,38 @@ class SQLStore(Store):
                     f"the session table {self.table_name!r} does not exist in {self.name} and "
                     f"create_table=false; create it with:\n{ddl}"
                 )
-            return
-        try:
-            yield Call(self._create_table)
-        except sa.exc.DBAPIError:
-            # Another process may have created it between the check and the CREATE.
-            yield Transaction.ROLLBACK
-            if not (yield Call(self._has_table)):
-                raise
+        else:
+            try:
+                yield Call(self._create_table)
+            except sa.exc.DBAPIError:
+                # Another process may have created it between the check and the CREATE.
+                yield Transaction.ROLLBACK
+                if not (yield Call(self._has_table)):
+                    raise
+        missing = yield Call(self._missing_columns)
+        for column in missing:
+            ddl = yield Call(functools.partial(self._add_column_ddl, column))
+            if not self.create_table:
+                raise ConfigError(f"the session table {self.table_name!r} in {self.name} "
+                                  f"lacks a column this version needs; add it with:\n{ddl}")
+            try:
+                yield sa.text(ddl)
+            except sa.exc.DBAPIError:  # another process added it first
+                yield Transaction.ROLLBACK
+                if column in (yield Call(self._missing_columns)):
+                    raise
+            yield Transaction.COMMIT
+
+    def _missing_columns(self, connection: sa.Connection) -> list[str]:
+        """Columns added by later versions (nullable), absent from a table an older one made."""
+        present = {c["name"] for c in sa.inspect(connection).get_columns(self.table_name)}
+        return [name for name in ADDED_COLUMNS if name not in present]
+
+    def _add_column_ddl(self, name: str, connection: sa.Connection) -> str:
+        column = self.table.c[name]
+        kind = column.type.compile(dialect=connection.dialect)
+        quote = connection.dialect.identifier_preparer.quote
+        return f"ALTER TABLE {quote(self.table_name)} ADD COLUMN {quote(name)} {kind}"
 
     def _create_table(self, connection: sa.Connection) -> None:
         self.table.metadata.create_all(connection, checkfirst=True)
@@ -675,6 +750,7 @@ class SQLStore(Store):
             "user_id": record.user_id,
             "version": record.version,
             "format": FORMAT,
+            "instance": record.instance,
         }
 
     def _upsert(self, row: dict[str, Any]) -> list[sa.Executable]:
@@ -740,7 +816,7 @@ class SQLStore(Store):
             return None
         return Record(
             fields, float(row.created_at), float(row.expires_at), float(row.accessed_at),
-            row.user_id, int(row.version),
+            row.user_id, int(row.version), row.instance,
         )
 
     def _unreadable(self, reason: str) -> None:

@@ -598,3 +598,24 @@ def test_cli_help_and_a_url_that_is_not_sql(capsys: pytest.CaptureFixture[str]) 
     assert captured.out == ""
     assert cli_main(["gc", "sqlite:///x.db", "--batch-size", "0"]) == 2
     assert "--batch-size" in capsys.readouterr().err
+
+
+def test_a_table_made_by_an_earlier_version_gets_the_new_column(tmp_path: Path) -> None:
+    from sessionkit import ConfigError
+    from sessionkit.stores.sql import SQLStore
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with database(url) as connection:
+        connection.execute(sa.text(
+            "CREATE TABLE sessionkit_sessions (id VARCHAR(43) PRIMARY KEY, data TEXT NOT NULL, "
+            "created_at FLOAT NOT NULL, expires_at FLOAT NOT NULL, accessed_at FLOAT NOT NULL, "
+            "user_id VARCHAR(256), version INTEGER NOT NULL, format SMALLINT NOT NULL)"))
+    strict = SQLStore(url + "?create_table=false")
+    with pytest.raises(ConfigError, match='ALTER TABLE sessionkit_sessions ADD COLUMN instance'):
+        strict.execute(Load(KEY, NOW, IDLE, ABSOLUTE))
+    store = SQLStore(url)
+    store.execute(Create(KEY, Record({"a": "1"}, NOW, NOW + IDLE, NOW, None, 1, "inst-a"),
+                         ABSOLUTE))
+    loaded = store.execute(Load(KEY, NOW, IDLE, ABSOLUTE))
+    assert loaded.instance == "inst-a"
+    store.close()
