@@ -1,20 +1,29 @@
-"""The ``sessionkit`` command: maintenance a deployment runs from cron or a job scheduler,
-and the load-balancer configs a local-mode deployment needs.
+"""The ``sessionkit`` command: moving and inspecting session data, maintenance a deployment
+runs from cron, and the load-balancer configs a local-mode deployment needs.
 
-    sessionkit gc URL [--batch-size N]   delete the expired sessions of a SQL store
+    sessionkit export URL > dump.jsonl        every live session, one JSON line each
+    sessionkit import URL < dump.jsonl        write them (keys already there are kept)
+    sessionkit migrate --from URL --to URL    copy every live session [--dry-run] [--batch N]
+    sessionkit stats URL                      count, bytes, per instance, per expiry
+    sessionkit inspect URL COOKIE_OR_ID       one session (values redacted; --show-values)
+    sessionkit gc URL [--batch-size N]        delete the expired sessions of a SQL store
     sessionkit lb-config LB --instances a=HOST:PORT,...   print a load-balancer config
 
-Redis and memory stores expire sessions by themselves; a SQL table only shrinks when
-something deletes its expired rows, which is what ``gc`` does, in short transactions.
+Built on argparse, not click: the command works wherever sessionkit is installed, with no
+extra dependency. Errors are one line on stderr: exit status 2 for a bad URL or argument,
+1 for a store that cannot be reached. Store URLs are shown with their password redacted.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 
-from . import lbconfig
+from . import lbconfig, tools
 from .errors import ConfigError, StoreUnavailable
+from .stores import Store
 
 PROG = "sessionkit"
 #: Exit status of a usage error (argparse's own), and of a store that cannot be reached.
@@ -49,7 +58,50 @@ def _parser() -> argparse.ArgumentParser:
     gc.add_argument("--batch-size", type=_positive_int, default=1000, metavar="N",
                     help="rows deleted per transaction (default: 1000)")
     _add_lb_config(commands)
+    _add_data_commands(commands)
     return parser
+
+
+def _add_data_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    url_help = "a store URL, as configured in the app (redis://..., postgresql+psycopg://...)"
+    export = commands.add_parser(
+        "export", help="write every live session to stdout as JSON lines",
+        description="Write every live session (hashed key, lifetime, user, data) to stdout, "
+        "one JSON object per line. The keys are HMACs: a dump holds no usable cookie, but it "
+        "holds session data, so treat it as secret.")
+    export.add_argument("url", metavar="URL", help=url_help)
+    importer = commands.add_parser(
+        "import", help="read JSON lines (from export) on stdin into a store",
+        description="Write the sessions of an export (stdin) into a store, each with its "
+        "remaining lifetime. Sessions already there are left alone, expired ones skipped.")
+    importer.add_argument("url", metavar="URL", help=url_help)
+    migrate = commands.add_parser(
+        "migrate", help="copy every live session from one store to another",
+        description="Copy every live session with its remaining lifetime. Sessions already in "
+        "the target are left alone, so an interrupted run can simply be run again. The source "
+        "is not changed: keep migrate_from=<source> in the app until every instance runs on "
+        "the target, so sessions written meanwhile move on their next request.")
+    migrate.add_argument("--from", dest="source", required=True, metavar="URL", help=url_help)
+    migrate.add_argument("--to", dest="target", required=True, metavar="URL", help=url_help)
+    migrate.add_argument("--dry-run", action="store_true", help="read and count, write nothing")
+    migrate.add_argument("--batch", type=_positive_int, default=1000, metavar="N",
+                         help="sessions per read and write (default: 1000)")
+    stats = commands.add_parser(
+        "stats", help="count sessions, bytes, per instance and per expiry",
+        description="Count the live sessions of a store, their data size, the instance that "
+        "made them (uneven load shows here) and when they expire.")
+    stats.add_argument("url", metavar="URL", help=url_help)
+    inspect = commands.add_parser(
+        "inspect", help="show one session (values redacted unless --show-values)",
+        description="Show one session, found by its cookie value or id. The app's secret key "
+        "(--secret-key or SESSIONKIT_SECRET_KEY) turns the id into the store's key.")
+    inspect.add_argument("url", metavar="URL", help=url_help)
+    inspect.add_argument("session", metavar="COOKIE_OR_ID")
+    inspect.add_argument("--secret-key", metavar="KEY",
+                         help="the app's secret_key (default: $SESSIONKIT_SECRET_KEY; "
+                         "comma-separated for several)")
+    inspect.add_argument("--show-values", action="store_true",
+                         help="print the values too (they may be personal data)")
 
 
 def _add_lb_config(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -119,6 +171,107 @@ def _lb_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open(url: str) -> Store:
+    from .stores import open_store
+
+    store = open_store(url)
+    if not store.shared:
+        raise ConfigError(f"{store.name} lives inside the app's process, out of this command's "
+                          f"reach; to keep its sessions, set drain_to=<a shared store URL>")
+    return store
+
+
+def _progress(report: tools.CopyReport) -> None:
+    if sys.stderr.isatty():
+        print(f"\r{report.seen} sessions read: {report.line()}", end="", file=sys.stderr,
+              flush=True)
+    elif report.seen % 10_000 < 1000:
+        print(f"{report.seen} sessions read", file=sys.stderr, flush=True)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    source, target = _open(args.source), _open(args.target)
+    started = time.monotonic()
+    try:
+        report = tools.copy(source, target, batch=args.batch, dry_run=args.dry_run,
+                            progress=_progress)
+    finally:
+        source.close()
+        target.close()
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    verb = "would copy" if args.dry_run else "migrated"
+    print(f"{verb} {source.name} -> {target.name} in {time.monotonic() - started:.1f}s: "
+          f"{report.line()}")
+    return 1 if report.failed else 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    store = _open(args.url)
+    try:
+        report = tools.export(store, sys.stdout)
+    finally:
+        store.close()
+    print(f"exported {report.copied} sessions from {store.name} "
+          f"(skipped {report.skipped_expired} expired)", file=sys.stderr)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    store = _open(args.url)
+
+    def bad_line(number: int, message: str) -> None:
+        print(f"{PROG} import: line {number}: {message}", file=sys.stderr)
+
+    try:
+        report = tools.import_lines(sys.stdin, store, errors=bad_line)
+    finally:
+        store.close()
+    print(f"imported into {store.name}: {report.line()}")
+    return 1 if report.failed else 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    store = _open(args.url)
+    try:
+        found = tools.stats(store)
+    finally:
+        store.close()
+    print(f"{store.name}: {found.live} live sessions, {found.data_bytes} bytes of data, "
+          f"{found.users} users, {found.expired} expired not yet removed")
+    for name, count in sorted(found.per_instance.items()):
+        print(f"  instance {name}: {count}")
+    for _, bucket in (*tools.EXPIRY_BUCKETS, (0, ">=7d")):
+        print(f"  expiring {bucket}: {found.per_expiry.get(bucket, 0)}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    secret = args.secret_key or os.environ.get("SESSIONKIT_SECRET_KEY")
+    if not secret:
+        return _fail("inspect", "needs the app's secret key: --secret-key or "
+                     "SESSIONKIT_SECRET_KEY", USAGE_ERROR)
+    keys = [k.strip().encode() for k in secret.split(",") if k.strip()]
+    store = _open(args.url)
+    try:
+        key, record = tools.find(store, args.session, keys)
+    except ValueError as exc:
+        return _fail("inspect", str(exc), USAGE_ERROR)
+    finally:
+        store.close()
+    if record is None:
+        print(f"no session {key} in {store.name}")
+        return 1
+    print(f"session {key} in {store.name}")
+    for line in tools.describe(record, show_values=args.show_values):
+        print(line)
+    return 0
+
+
+_COMMANDS = {"migrate": _migrate, "export": _export, "import": _import, "stats": _stats,
+             "inspect": _inspect}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     try:
@@ -127,7 +280,16 @@ def main(argv: list[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else USAGE_ERROR
     if args.command == "lb-config":
         return _lb_config(args)
-    return _gc(args.url, args.batch_size)
+    if args.command == "gc":
+        return _gc(args.url, args.batch_size)
+    try:
+        return _COMMANDS[args.command](args)
+    except ConfigError as exc:  # a bad URL, a store that cannot list its sessions
+        return _fail(args.command, str(exc), USAGE_ERROR)
+    except StoreUnavailable as exc:
+        return _fail(args.command, str(exc), UNAVAILABLE)
+    except BrokenPipeError:  # export | head
+        return 0
 
 
 if __name__ == "__main__":

@@ -433,15 +433,13 @@ class SQLStore(Store):
 
     def _insert_many(self, rows: list[dict[str, Any]]) -> Steps[int]:
         table = self.table
-        if self._dialect in ("postgresql", "sqlite", "mysql", "mariadb"):
-            if self._dialect == "postgresql":
-                statement: sa.Executable = (
-                    postgresql.insert(table).values(rows).on_conflict_do_nothing())
-            elif self._dialect == "sqlite":
-                statement = sqlite.insert(table).values(rows).on_conflict_do_nothing()
-            else:
-                statement = sa.insert(table).values(rows).prefix_with("IGNORE")
-            result = yield statement
+        if self._dialect in ("postgresql", "sqlite"):
+            # RETURNING counts exactly what was inserted (rowcount is unreliable for these).
+            insert = (postgresql if self._dialect == "postgresql" else sqlite).insert(table)
+            result = yield insert.values(rows).on_conflict_do_nothing().returning(table.c.id)
+            return len(result.all())
+        if self._dialect in ("mysql", "mariadb"):
+            result = yield sa.insert(table).values(rows).prefix_with("IGNORE")
             return int(result.rowcount)
         written = 0
         for row in rows:

@@ -66,9 +66,27 @@ class Process:
             os.killpg(self.popen.pid, signum)
 
     def kill(self) -> None:
-        """SIGKILL to the whole group: the instance dies as a crashed machine would."""
+        """SIGKILL to the whole group: the instance dies as a crashed machine would. Returns
+        once every process of the group is gone: a worker still dying holds the listening
+        socket, and a connection it accepts then is reset after the request was sent (which
+        no balancer may retry for a POST)."""
         self.signal_group(signal.SIGKILL)
         self.popen.wait(timeout=STOP_SECONDS)
+        deadline = time.monotonic() + STOP_SECONDS
+        while self.group_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def group_alive(self) -> bool:
+        """Whether a process of the group still runs (zombies, which hold no socket, don't
+        count: they may wait for a reaper that never comes)."""
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == self.popen.pid and fields[0] != "Z":
+                return True
+        return False
 
     def terminate(self, seconds: float = STOP_SECONDS) -> int:
         """SIGTERM to the main process (as a supervisor does); wait for it to exit."""
