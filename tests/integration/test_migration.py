@@ -128,7 +128,12 @@ def old_flask_app() -> Any:
     return app
 
 
-def test_flask_cookie_import_keeps_the_user_logged_in(clock: FakeClock, tmp_path: Path) -> None:
+@pytest.fixture
+def redis_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return store_url_for(request, tmp_path, "redis")
+
+
+def test_flask_cookie_import_keeps_the_user_logged_in(clock: FakeClock, redis_url: str) -> None:
     old = old_flask_app().test_client()
     old.post("/login")
     old.post("/cart/apple")
@@ -137,7 +142,7 @@ def test_flask_cookie_import_keeps_the_user_logged_in(clock: FakeClock, tmp_path
 
     from examples.flask_app import create_app
 
-    config = SessionConfig(store=f"sqlite:///{tmp_path / 's.db'}", secret_key=KEY,
+    config = SessionConfig(store=redis_url, secret_key=KEY,
                            migrate_from="flask-cookie", migrate_secret_key=OLD_SECRET)
     new = ShopClient("flask", create_app(config))
     first = new.raw("GET", "/whoami", cookie=f"session={flask_cookie}")
@@ -201,7 +206,7 @@ def test_bad_flask_cookies_are_ignored(cookie: str, tmp_path: Path) -> None:
     assert reply.json["user"] is None
 
 
-def test_starlette_cookie_import_into_the_fastapi_example(tmp_path: Path) -> None:
+def test_starlette_cookie_import_into_the_fastapi_example(redis_url: str) -> None:
     from starlette.applications import Starlette
     from starlette.middleware.sessions import SessionMiddleware
     from starlette.requests import Request
@@ -217,7 +222,7 @@ def test_starlette_cookie_import_into_the_fastapi_example(tmp_path: Path) -> Non
     old.add_middleware(SessionMiddleware, secret_key="starlette-old-secret")
     starlette_cookie = TestClient(old).post("/fill").cookies["session"]
 
-    config = SessionConfig(store=f"sqlite:///{tmp_path / 's.db'}", secret_key=KEY,
+    config = SessionConfig(store=redis_url, secret_key=KEY,
                            migrate_from="starlette-cookie",
                            migrate_secret_key="starlette-old-secret", migrate_cookie_name="session")
     shop = ShopClient("fastapi", make_app("fastapi", config))
