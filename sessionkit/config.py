@@ -25,7 +25,7 @@ MIN_SECRET_BYTES = 32
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # RFC 6265 cookie-name: an RFC 7230 token.
-_COOKIE_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+COOKIE_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _DOMAIN_RE = re.compile(r"^\.?[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 _PATH_RE = re.compile(r"^/[\x21-\x3a\x3c-\x7e]*$")  # printable ASCII without ';'
 _TRUE = {"1", "true", "yes", "on"}
@@ -157,7 +157,7 @@ class SessionConfig:
 
     def _check_cookie(self) -> None:
         name = self.cookie_name
-        if not isinstance(name, str) or not _COOKIE_NAME_RE.match(name):
+        if not isinstance(name, str) or not COOKIE_NAME_RE.fullmatch(name):
             raise ConfigError(
                 f"cookie_name {name!r} is not a valid cookie name: use letters, digits and "
                 f"!#$%&'*+-.^_`|~ only"
@@ -216,7 +216,7 @@ class SessionConfig:
         set_(self, "debug_header", parse_bool(self.debug_header, "debug_header"))
         route = self.route_cookie
         if route is not None and (
-            not isinstance(route, str) or not _COOKIE_NAME_RE.match(route)
+            not isinstance(route, str) or not COOKIE_NAME_RE.fullmatch(route)
             or route == self.cookie_name
         ):
             raise ConfigError(
@@ -237,7 +237,7 @@ class SessionConfig:
             object.__setattr__(self, "migrate_max_age",
                                parse_duration(self.migrate_max_age, "migrate_max_age"))
         name = self.migrate_cookie_name
-        if name is not None and (not isinstance(name, str) or not _COOKIE_NAME_RE.match(name)):
+        if name is not None and not (isinstance(name, str) and COOKIE_NAME_RE.fullmatch(name)):
             raise ConfigError(f"migrate_cookie_name {name!r} is not a valid cookie name")
 
     # --- derived values -------------------------------------------------------------------

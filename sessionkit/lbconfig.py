@@ -26,6 +26,7 @@ import shlex
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from .config import COOKIE_NAME_RE
 from .errors import ConfigError
 
 DEFAULT_COOKIE = "session"
@@ -42,7 +43,6 @@ MAX_CLIENT_IP_SECONDS = 86400
 HEALTH_PATH = "/whoami"
 
 _INSTANCE_RE = re.compile(ROUTE_CLASS + "{1,63}")
-_COOKIE_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 6265 cookie-name (a token)
 _NGINX_VARIABLE_RE = re.compile(r"[A-Za-z0-9_]+")
 _HOSTNAME_RE = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -136,7 +136,7 @@ def validate_instance_id(value: str) -> str:
 
 
 def validate_cookie_name(value: str) -> str:
-    if not isinstance(value, str) or not _COOKIE_RE.fullmatch(value):
+    if not isinstance(value, str) or not COOKIE_NAME_RE.fullmatch(value):
         raise ConfigError(
             f"cookie name {value!r} is not valid: use letters, digits and !#$%&'*+-.^_`|~ "
             f"only (an RFC 6265 token), as in sessionkit's cookie_name"
