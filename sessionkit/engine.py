@@ -123,6 +123,12 @@ class SessionEngine:
                 raise ConfigError(
                     "the jwt:// mode needs PyJWT: pip install 'sessionkit[jwt]'"
                 ) from None
+            if config.migrate_from is not None and "://" in config.migrate_from:
+                raise ConfigError(
+                    "migrate_from=<store URL> reads server-side sessions, which jwt:// cannot "
+                    "hold; migrate to a server-side store, or import a framework cookie with "
+                    "migrate_from='flask-cookie' / 'starlette-cookie'"
+                )
             revocation = open_store(config.revocation_store) if config.revocation_store else None
             return JwtBackend(config, revocation)
         if config.revocation_store is not None:  # e.g. left in the environment after a switch

@@ -245,6 +245,7 @@ def test_asymmetric_algorithms_and_public_key_rotation(algorithm: str, make_key:
     ({"store": "jwt://?algorithm=ES256", "jwt_private_key": "not a pem"}, "not a PEM"),
     ({"store": "jwt://?colour=red"}, "unknown option"),
     ({"store": "jwt://?leeway=9999"}, "leeway"),
+    ({"store": "jwt://", "migrate_from": "redis://127.0.0.1/0"}, "cannot hold"),
 ])
 def test_bad_jwt_settings_fail_at_startup(settings: dict[str, Any], fragment: str) -> None:
     from sessionkit import ConfigError
