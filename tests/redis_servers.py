@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from tests.support import require_binary
 
 STARTUP_SECONDS = 30
 
@@ -40,13 +39,8 @@ def spare_ports(count: int, *, bus: bool = False) -> list[int]:
 
 
 def _binaries() -> tuple[str, str]:
-    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
-    if server and cli:
-        return server, cli
-    message = "redis-server/redis-cli not installed (apt-get install redis-server)"
-    if os.environ.get("SESSIONKIT_REQUIRE_SERVICES") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
+    install = "apt-get install redis-server"
+    return require_binary("redis-server", install), require_binary("redis-cli", install)
 
 
 def _cli(cli: str, port: int, *args: str) -> str:

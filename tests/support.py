@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -29,15 +30,28 @@ class FakeClock:
         self.now += seconds
 
 
+def unavailable(message: str) -> NoReturn:
+    """Skip a test whose service or program is missing; fail it where they are required
+    (SESSIONKIT_REQUIRE_SERVICES=1, as in CI)."""
+    if os.environ.get("SESSIONKIT_REQUIRE_SERVICES") == "1":
+        pytest.fail(message + " (SESSIONKIT_REQUIRE_SERVICES=1)")
+    pytest.skip(message)
+
+
 def service_url(variable: str, what: str) -> str:
     """The URL of a real service from the environment; skip (or fail in CI) without it."""
     url = os.environ.get(variable)
     if url:
         return url
-    message = f"{what} not configured: set {variable} to run this test"
-    if os.environ.get("SESSIONKIT_REQUIRE_SERVICES") == "1":
-        pytest.fail(message + " (SESSIONKIT_REQUIRE_SERVICES=1)")
-    pytest.skip(message)
+    unavailable(f"{what} not configured: set {variable} to run this test")
+
+
+def require_binary(name: str, install: str) -> str:
+    """The path of a program the test runs (also found in /usr/sbin); skip or fail without it."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if found:
+        return found
+    unavailable(f"{name} is not installed ({install})")
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-import pytest
 
 from sessionkit import lbconfig
+from tests import support
 from tests.redis_servers import spare_ports
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,14 +137,8 @@ def wait_until_serving(process: Process, url: str) -> None:
 
 def require_binary(name: str) -> str:
     """The path of a load balancer binary; skip without it (fail when services are required)."""
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
-    if found:
-        return found
-    message = (f"{name} is not installed (apt-get install -y --no-install-recommends {name}; "
-               f".ci/run does it)")
-    if os.environ.get("SESSIONKIT_REQUIRE_SERVICES") == "1":
-        pytest.fail(message + " (SESSIONKIT_REQUIRE_SERVICES=1)")
-    pytest.skip(message)
+    return support.require_binary(
+        name, f"apt-get install -y --no-install-recommends {name}; .ci/run does it")
 
 
 # --- app instances and load balancers ----------------------------------------------------------

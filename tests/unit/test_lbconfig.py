@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from sessionkit import cli, lbconfig
 from sessionkit.errors import ConfigError
+from tests.support import require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "examples" / "deploy"
@@ -461,13 +461,7 @@ def test_deploy_readme_names_every_file_and_how_to_regenerate() -> None:
 
 # --- the real checkers ------------------------------------------------------------------------
 def binary(name: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
-    if found:
-        return found
-    message = f"{name} is not installed (apt-get install -y --no-install-recommends {name})"
-    if os.environ.get("SESSIONKIT_REQUIRE_SERVICES") == "1":
-        pytest.fail(message + " (SESSIONKIT_REQUIRE_SERVICES=1)")
-    pytest.skip(message)
+    return require_binary(name, f"apt-get install -y --no-install-recommends {name}")
 
 
 def check(command: list[str]) -> None:
