@@ -19,7 +19,8 @@ def drain_steps(
     clock: Callable[[], float], deadline: float,
 ) -> Generator[On, Any, tuple[int, int]]:
     """Copy every live session of ``local`` to ``target``; return ``(moved, left behind)``."""
-    records = local.live_records(now)
+    records = [(key, record) for batch in local.iter_records() for key, record in batch
+               if record.expires_at > now]
     moved = 0
     for key, record in records:
         if clock() >= deadline:

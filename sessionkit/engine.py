@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 from . import drain, events, migrate, workers
@@ -53,7 +53,7 @@ class CommitResult(NamedTuple):
 
     set_cookies: list[str]
     vary: bool
-    headers: list[tuple[str, str]] = []
+    headers: Sequence[tuple[str, str]] = ()
 
 
 DEBUG_HEADER = "X-Sessionkit-Affinity"
@@ -215,29 +215,15 @@ class SessionEngine:
         await self._io.aclose()
 
     def _perform(self, request: Request) -> Any:
-        """Perform one store operation, timed; an outage is counted."""
-        started = time.perf_counter()
-        try:
-            if isinstance(request, On):
-                return request.store.execute(request.op)
-            return self._io.execute(request)
-        except StoreUnavailable:
-            self.events.emit("store_error")
-            raise
-        finally:
-            self.events.observe_store(time.perf_counter() - started)
+        """Perform one store operation, timed, an outage counted (``_Observed``)."""
+        store, op = (request.store, request.op) if isinstance(request, On) else (self._io, request)
+        with _Observed(self.events):
+            return store.execute(op)
 
     async def _aperform(self, request: Request) -> Any:
-        started = time.perf_counter()
-        try:
-            if isinstance(request, On):
-                return await request.store.aexecute(request.op)
-            return await self._io.aexecute(request)
-        except StoreUnavailable:
-            self.events.emit("store_error")
-            raise
-        finally:
-            self.events.observe_store(time.perf_counter() - started)
+        store, op = (request.store, request.op) if isinstance(request, On) else (self._io, request)
+        with _Observed(self.events):
+            return await store.aexecute(op)
 
     # --- policy -----------------------------------------------------------------------------
     def _fresh(self, now: float, lookup: str, route: str | None = None) -> Session:
@@ -444,6 +430,25 @@ class SessionEngine:
         assert self._drain_store is not None
         drain.report(moved, left, self._drain_store, seconds)
         return moved
+
+
+class _Observed:
+    """Times one store operation and counts an outage: the bookkeeping both runners share.
+    A plain class rather than ``contextlib.contextmanager``: it runs for every operation."""
+
+    __slots__ = ("events", "started")
+
+    def __init__(self, sink: events.Events) -> None:
+        self.events = sink
+        self.started = time.perf_counter()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if kind is not None and issubclass(kind, StoreUnavailable):
+            self.events.emit("store_error")
+        self.events.observe_store(time.perf_counter() - self.started)
 
 
 def _untouched(session: Session) -> bool:

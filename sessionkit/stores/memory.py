@@ -62,12 +62,6 @@ class MemoryStore(Store):
         for start in range(0, len(items), batch):
             yield items[start:start + batch]
 
-    def live_records(self, now: float) -> list[tuple[str, Record]]:
-        """A copy of every record still alive at ``now`` (for draining to a shared store)."""
-        with self._lock:
-            return [(key, record) for key, record in self._records.items()
-                    if record.expires_at > now]
-
     async def aexecute(self, op: Op) -> Any:
         return self.execute(op)  # nothing to await: memory operations never block
 
