@@ -96,10 +96,15 @@ class ServerSide(Backend):
         record: Record,
     ) -> Steps[str | None]:
         assert session._key is not None
+        # The deadline slides on the same steps for writes as for reads (see the engine's
+        # TOUCH_FRACTION): until a step is due it stays the one stored.
+        slide = self.slides_on_load or session._touch
+        if not slide:
+            record.expires_at = session._expires_at
         stored = yield Update(
             session._key, changes, removed, record.user_id, session._user_changed,
             record.accessed_at, record.expires_at, session._raw, session._version,
-            self._absolute,
+            self._absolute, slide,
         )
         if not stored:
             logger.info(

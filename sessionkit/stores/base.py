@@ -78,9 +78,11 @@ class Update(Op):
 
     ``changes`` maps keys to their new JSON text, ``removed`` lists deleted keys; keys the
     request did not change are left as they are in the store, so a concurrent request's
-    changes to other keys survive. A write slides the expiry for free: ``expires_at`` and
-    ``now`` are the record's new deadline and access time. ``base_fields`` and
-    ``base_version`` are the record as loaded, for stores that merge optimistically.
+    changes to other keys survive. ``expires_at`` and ``now`` are the record's deadline and
+    access time; ``slide`` says whether the deadline moved (writes slide it in the same steps
+    as reads, a tenth of the idle timeout, so a store with native TTLs need not renew them on
+    every write). ``base_fields`` and ``base_version`` are the record as loaded, for stores
+    that merge optimistically.
     """
 
     method: ClassVar[str] = "update"
@@ -93,6 +95,7 @@ class Update(Op):
     base_fields: Mapping[str, str]
     base_version: int
     absolute: float
+    slide: bool = True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

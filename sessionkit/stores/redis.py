@@ -5,12 +5,12 @@ holding its JSON text, plus ``c`` (created), ``e`` (expires), ``a`` (accessed), 
 and ``f`` (record format). The hash layout is what makes writes deltas: ``HSET`` of the changed
 fields merges atomically with what other requests wrote, so no update is lost.
 
-I/O per request: a read is one ``HGETALL``; a write adds one pipeline (``HSET`` + ``PEXPIRE``,
-plus ``HDEL`` when keys were removed). The expiry lives in ``e`` (checked against the engine's
-clock) and in the key's TTL (the cleanup); a write slides both, and a read does so only once a
-tenth of the idle timeout has passed, so reads rarely write. A write to a session destroyed
-meanwhile would re-create a partial hash: ``HSET`` always sets ``f``, so its reply says whether
-the hash existed, and the partial hash is deleted at once.
+I/O per request: a read is one ``HGETALL``; a write adds one ``HSET`` (plus ``HDEL`` when keys
+were removed). The expiry lives in ``e`` (checked against the engine's clock) and in the key's
+TTL (the cleanup); reads and writes slide both only once a tenth of the idle timeout has
+passed (one ``PEXPIRE`` more, in the same pipeline), so a read is one command and a write
+two. A write to a session destroyed meanwhile would re-create a partial hash: ``HSET`` always
+sets ``f``, so its reply says whether the hash existed, and the partial hash is deleted at once.
 
 Users: ``<prefix>user:<user id>`` is a set of store keys, expiring after the absolute timeout
 (no session outlives it). Deleting a user's sessions checks each member's ``u`` first, so a
@@ -243,7 +243,8 @@ class RedisStore(Store):
         batch: list[Command] = [("hset", (key, None, None, mapping))]
         if removed:
             batch.append(("hdel", (key, *removed)))
-        batch.append(("pexpire", (key, _ms(op.expires_at - op.now))))
+        if op.slide:
+            batch.append(("pexpire", (key, _ms(op.expires_at - op.now))))
         if op.set_user and op.user_id is not None:
             batch += self._bind(op.user_id, op.key, op.absolute)
         replies = yield batch

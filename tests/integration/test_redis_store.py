@@ -18,7 +18,7 @@ from sessionkit.stores import open_store
 from tests.apps import make
 from tests.redis_servers import RedisProcesses, spare_ports
 from tests.stores import REDIS_ENV, flush_redis
-from tests.support import KEY, ShopClient, make_app, service_url
+from tests.support import KEY, FakeClock, ShopClient, make_app, service_url
 
 KINDS = ["flask", "fastapi"]
 
@@ -37,27 +37,68 @@ def commands(client: redis.Redis) -> int:
                if not k.startswith(("cmdstat_info", "cmdstat_config")))
 
 
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[str]:
+    """A redis-server of this test's own: INFO commandstats counts every client of a server,
+    so commands are counted where nothing else runs."""
+    processes = RedisProcesses(tmp_path)
+    [port] = spare_ports(1)
+    try:
+        processes.start(port)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        processes.stop()
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_one_command_per_read_and_two_more_per_write(kind: str, redis_url: str) -> None:
-    shop = ShopClient(kind, make(kind, secret_key=KEY, store=redis_url))
+def test_one_command_per_read_and_one_more_per_write(kind: str, private_redis: str) -> None:
+    clock = FakeClock()
+    shop = ShopClient(kind, make(kind, secret_key=KEY, store=private_redis, clock=clock,
+                                 idle_timeout=1000))
     if kind == "fastapi":
         shop._client.__enter__()  # one event loop for all requests, as in production
-    probe = redis.Redis.from_url(redis_url)
+    probe = redis.Redis.from_url(private_redis)
     try:
         shop.call("POST", "/set/a")
         counts = {}
-        for label, method, path in [("read", "GET", "/get"), ("write", "POST", "/set/b"),
-                                    ("no cookie", "GET", "/noop")]:
+        steps = [("read", "GET", "/get", 0), ("write", "POST", "/set/b", 0),
+                 ("read after a tenth of idle", "GET", "/get", 100),
+                 ("write after a tenth of idle", "POST", "/set/c", 100),
+                 ("no cookie", "GET", "/noop", 0)]
+        for label, method, path, wait in steps:
             if label == "no cookie":
                 shop.forget_cookies()
+            clock.advance(wait)
             probe.config_resetstat()
             assert shop.call(method, path).status == 200
             counts[label] = commands(probe)
+        [key] = probe.keys("sessionkit:*")
+        ttl = probe.pttl(key) / 1000
     finally:
         probe.close()
         if kind == "fastapi":
             shop._client.__exit__(None, None, None)
-    assert counts == {"read": 1, "write": 3, "no cookie": 0}
+    assert counts == {"read": 1, "write": 2, "read after a tenth of idle": 3,
+                      "write after a tenth of idle": 3, "no cookie": 0}
+    assert 999 <= ttl <= 1000  # slid by the last step: idle from then
+
+
+def test_a_write_between_slides_keeps_the_deadline_in_force(private_redis: str) -> None:
+    """Writes renew the TTL in the same steps as reads, not on every request: a write less
+    than a tenth of idle after the last slide leaves the deadline (and the key's TTL) as
+    they were, and the engine enforces that deadline exactly."""
+    clock = FakeClock()
+    shop = ShopClient("flask", make("flask", secret_key=KEY, store=private_redis, clock=clock,
+                                    idle_timeout=1000))
+    shop.call("POST", "/set/a")
+    clock.advance(50)
+    shop.call("POST", "/set/b")
+    probe = redis.Redis.from_url(private_redis)
+    [key] = probe.keys("sessionkit:*")
+    assert 990 <= probe.pttl(key) / 1000 <= 1000  # still the TTL the creation set
+    probe.close()
+    clock.advance(950)  # 1000 s after the last slide, 950 after the last write
+    assert shop.call("GET", "/get").json == {}
 
 
 def test_keys_are_hashed_ids_under_the_prefix(redis_url: str) -> None:
