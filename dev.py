@@ -6,6 +6,7 @@ Both create ``.venv`` on first use and install sessionkit with its ``[dev]`` ext
 
   python3 dev.py demo [--flask] [--port N]   the example shop on the embedded memory store
   python3 dev.py test [pytest args...]        the test suite
+  python3 dev.py bench [--quick] [...]        sessionkit against its peers (bench/README.md)
   python3 dev.py lint                         ruff and mypy
 """
 
@@ -45,7 +46,7 @@ def run(*args: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "test", "lint"):
+    if not argv or argv[0] not in ("demo", "test", "lint", "bench"):
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
@@ -55,6 +56,8 @@ def main(argv: list[str]) -> int:
         return run("-m", app, *[a for a in rest if a != "--flask"])
     if command == "test":
         return run("-m", "pytest", *rest)
+    if command == "bench":
+        return run("bench/run.py", *rest)
     return run("-m", "ruff", "check", ".") or run("-m", "mypy", "sessionkit")
 
 

@@ -9,7 +9,6 @@ under threaded WSGI servers; no operation awaits, so asyncio needs nothing more.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections import OrderedDict
@@ -58,7 +57,7 @@ class MemoryStore(Store):
 
     def iter_records(self, batch: int = 1000) -> Iterator[list[tuple[str, Record]]]:
         with self._lock:
-            items = [(key, dataclasses.replace(r)) for key, r in self._records.items()]
+            items = [(key, _copy(r)) for key, r in self._records.items()]
         for start in range(0, len(items), batch):
             yield items[start:start + batch]
 
@@ -71,7 +70,7 @@ class MemoryStore(Store):
             record = self._records.get(op.key)
             if record is None:
                 return None
-            snapshot = dataclasses.replace(record)
+            snapshot = _copy(record)
             if record.expires_at > op.now:  # expired: the engine deletes it
                 record.accessed_at = op.now
                 record.expires_at = deadline(record.created_at, op.now, op.idle, op.absolute)
@@ -80,7 +79,8 @@ class MemoryStore(Store):
 
     def create(self, op: Create) -> bool:
         new = op.record
-        stored = dataclasses.replace(new, fields=dict(new.fields))
+        stored = _copy(new)
+        stored.fields = dict(new.fields)
         with self._lock:
             if op.if_absent and op.key in self._records:
                 return False
@@ -173,3 +173,11 @@ class MemoryStore(Store):
                         "session(s) so far; raise max_sessions or use a shared store",
                         self.max_sessions, self.evicted_live,
                     )
+
+
+def _copy(record: Record) -> Record:
+    """A snapshot of ``record``. Its ``fields`` dict is shared: the store never changes one in
+    place (updates build a new dict), so sharing is safe and saves a copy per read.
+    (``dataclasses.replace`` costs several times as much on this hot path.)"""
+    return Record(record.fields, record.created_at, record.expires_at, record.accessed_at,
+                  record.user_id, record.version, record.instance)

@@ -1,0 +1,98 @@
+"""Processes the bench starts on loopback: a private redis-server and app servers.
+
+A private redis-server makes ``INFO commandstats`` count this bench's commands only, and keeps
+the bench away from anyone's data. Every process is stopped on exit, error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STARTUP_SECONDS = 30
+
+
+def spare_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {STARTUP_SECONDS}s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def private_redis() -> Iterator[str]:
+    """A throwaway redis-server (no persistence) and its URL."""
+    binary = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/sbin")
+    if binary is None:
+        raise SystemExit("bench: redis-server is not installed (apt-get install redis-server)")
+    port = spare_port()
+    with tempfile.TemporaryDirectory(prefix="sessionkit-bench-") as directory:
+        process = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", directory],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            wait_for_port(port, process, "redis-server")
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            stop(process)
+
+
+@contextlib.contextmanager
+def app_server(kind: str, variant: str, urls: dict[str, str]) -> Iterator[int]:
+    """The ``variant`` app under gunicorn (``kind="wsgi"``: one worker, 8 threads) or
+    uvicorn (``"asgi"``: one worker); yields its port."""
+    port = spare_port()
+    bind = f"127.0.0.1:{port}"
+    if kind == "wsgi":
+        command = [sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads",
+                   "8", "--keep-alive", "60", "-b", bind, "--log-level", "warning",
+                   "bench.apps:wsgi()"]
+    else:
+        command = [sys.executable, "-m", "uvicorn", "--factory", "bench.apps:asgi", "--host",
+                   "127.0.0.1", "--port", str(port), "--log-level", "warning",
+                   "--no-access-log", "--timeout-keep-alive", "60"]
+    environment = {**os.environ, "BENCH_VARIANT": variant,
+                   "BENCH_REDIS_URL": urls.get("redis", ""),
+                   "BENCH_POSTGRES_URL": urls.get("postgresql", ""),
+                   "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
+                                                               os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen(command, cwd=ROOT, env=environment, start_new_session=True,
+                               stdout=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, process, f"{variant} server")
+        yield port
+    finally:
+        stop(process)
