@@ -94,6 +94,7 @@ class SessionEngine:
         self.store: Store = self.backend.public_store
         self._io = self.backend.io_store
         self.local = isinstance(self._io, MemoryStore)
+        self._untimed: Store | None = self._io if self.local else None
         mode = "client" if cfg.scheme == "jwt" else ("local" if not self.store.shared else "shared")
         #: Hooks, counters and Prometheus text: ``engine.events.on("affinity_miss", hook)``.
         self.events = events.Events(self.instance_id, cfg.scheme, mode)
@@ -215,13 +216,18 @@ class SessionEngine:
         await self._io.aclose()
 
     def _perform(self, request: Request) -> Any:
-        """Perform one store operation, timed, an outage counted (``_Observed``)."""
+        """Perform one store operation, timed, an outage counted (``_Observed``). Operations
+        on this process's memory are not timed: they cost less than the timing."""
         store, op = (request.store, request.op) if isinstance(request, On) else (self._io, request)
+        if store is self._untimed:
+            return store.execute(op)
         with _Observed(self.events):
             return store.execute(op)
 
     async def _aperform(self, request: Request) -> Any:
         store, op = (request.store, request.op) if isinstance(request, On) else (self._io, request)
+        if store is self._untimed:
+            return store.execute(op)  # memory: nothing to await
         with _Observed(self.events):
             return await store.aexecute(op)
 
@@ -345,6 +351,14 @@ class SessionEngine:
                                           f"served={self.instance_id}"))
         if _untouched(session):
             return CommitResult([], session.accessed, headers)
+        delta: tuple[dict[str, str], tuple[str, ...]] | None = None
+        if session._key is not None and not (
+                session._user_changed or session._force or session._touch or session._reroute
+                or session._doomed or session._invalidated or session._removed):
+            # The common read: values were looked at. Did any change in place?
+            delta = session._delta()
+            if not delta[0]:
+                return CommitResult([], session.accessed, headers)
         now = self._clock()
         backend = self.backend
         expires = deadline(session._created_at, now, self._idle, self._absolute)
@@ -367,7 +381,7 @@ class SessionEngine:
             if session._imported and self._old_cookie_writer is not None:
                 cookies.append(self._old_cookie_writer.delete(https=https))  # imported: clear it
         else:
-            changes, removed = session._delta()
+            changes, removed = delta if delta is not None else session._delta()
             if changes or removed or session._user_changed or session._force:
                 record.fields = session._fields()
                 value = yield from backend.update(session, changes, removed, record)
