@@ -165,6 +165,25 @@ def _commands(probe: Any) -> int:
                if not k.startswith(("cmdstat_info", "cmdstat_config")))
 
 
+def profile(variant: str, urls: dict[str, str], requests: int) -> int:
+    """Where one app's time goes, in-process, 90/10 workload: pyinstrument's call tree."""
+    from pyinstrument import Profiler
+
+    driver = InProcess(apps.build(variant, urls), variant.startswith("fastapi"), CLIENTS)
+    try:
+        driver.seed(sessions=not variant.endswith("/none"))
+        driver.run(plan(500, CLIENTS))
+        profiler = Profiler(interval=0.0001)
+        profiler.start()
+        result = driver.run(plan(requests * 3, CLIENTS, start=500))
+        profiler.stop()
+    finally:
+        driver.close()
+    print(f"{variant}: {result.rate:.0f} requests/s under the profiler")
+    print(profiler.output_text(unicode=True, color=False, show_all=False))
+    return 0
+
+
 # --- reporting ----------------------------------------------------------------------------------
 def versions(urls: dict[str, str]) -> list[str]:
     def version(package: str) -> str:
@@ -258,7 +277,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="a smoke run: tiny rounds, numbers not meaningful")
     parser.add_argument("--skip-servers", action="store_true",
                         help="in-process comparisons only")
+    parser.add_argument("--profile", metavar="VARIANT",
+                        help="instead: profile one app in-process with pyinstrument, e.g. "
+                             "flask/sessionkit-redis (variants: bench/apps.py)")
     args = parser.parse_args(argv)
+    if args.profile:
+        with services() as urls:
+            return profile(args.profile, urls, args.requests)
     if args.quick:
         args.seconds, args.rounds, args.requests = 0.05, 2, 400
     with services() as urls:
