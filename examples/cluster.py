@@ -258,8 +258,10 @@ class Cluster:
         find_binary(self.lb)
         ports = spare_ports(len(INSTANCE_IDS))
         for instance_id, port in zip(INSTANCE_IDS, ports, strict=True):
-            env = {**self.env, "SESSIONKIT_INSTANCE_ID": instance_id,
-                   "SESSIONKIT_SECRET_KEY": self.secret}
+            # TMPDIR: the instance's lock file (one process per instance id) stays in this
+            # cluster's directory, apart from other clusters with the same instance ids
+            env = {"TMPDIR": str(self.directory), **self.env,
+                   "SESSIONKIT_INSTANCE_ID": instance_id, "SESSIONKIT_SECRET_KEY": self.secret}
             self.instances[instance_id] = spawn(
                 f"{self.framework}-{instance_id}", app_command(self.framework, port),
                 self.directory, env)
