@@ -19,7 +19,7 @@ PAGE = """<!doctype html>
   tr.down td.state { color: #b3261e; text-decoration: none; font-weight: 600; }
   td.miss { color: #b3261e; font-weight: 600; }
   tfoot td { font-weight: 600; }
-  button { font: inherit; padding: .1rem .6rem; cursor: pointer; }
+  button { font: inherit; padding: .1rem .6rem; cursor: pointer; white-space: nowrap; }
   #error, #action { color: #b3261e; }
 </style>
 </head>
