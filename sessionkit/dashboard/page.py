@@ -26,9 +26,10 @@ PAGE = """<!doctype html>
 <body>
 <h1>sessionkit dashboard</h1>
 <div class="muted">Counters since each instance started. Lookups: <b>hit</b> the session was
-found, <b>new</b> no cookie (a load balancer's health checks count here), <b>not_found</b> the cookie's session is unknown here (expired or
-lost), <b>affinity_miss</b> the cookie names another instance (the balancer did not route it
-home). Latency and cookie sizes are bucket upper bounds. Updated <span id="updated">never</span>.
+found, <b>new</b> no cookie (a load balancer's health checks count here),
+<b>not_found</b> the cookie's session is unknown here (expired or lost),
+<b>affinity_miss</b> the cookie names another instance (the balancer did not route it home).
+Latency and cookie sizes are bucket upper bounds. Updated <span id="updated">never</span>.
 <span id="error"></span> <span id="action"></span></div>
 <table>
 <thead><tr>
