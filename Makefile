@@ -12,3 +12,6 @@ test:
 
 lint:
 	python3 dev.py lint
+
+docs:
+	python3 dev.py docs

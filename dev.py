@@ -9,6 +9,7 @@ Both create ``.venv`` on first use and install sessionkit with its ``[dev]`` ext
   python3 dev.py demo-cluster [--mode M]      three shops behind HAProxy, with a live dashboard
   python3 dev.py test [pytest args...]        the test suite
   python3 dev.py lint                         ruff and mypy
+  python3 dev.py docs [OUT]                   the guides and API reference as HTML (docs/_build)
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def run(*args: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "demo-cluster", "test", "lint"):
+    if not argv or argv[0] not in ("demo", "demo-cluster", "test", "lint", "docs"):
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
@@ -64,6 +65,8 @@ def main(argv: list[str]) -> int:
         return run("-m", app, *[a for a in rest if a != "--flask"])
     if command == "demo-cluster":
         return run("-m", "examples.demo_cluster", *rest)
+    if command == "docs":
+        return run("docs/build.py", *rest)
     if command == "test":
         return run("-m", "pytest", *rest)
     return run("-m", "ruff", "check", ".") or run("-m", "mypy", "sessionkit")
