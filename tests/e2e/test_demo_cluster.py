@@ -42,13 +42,19 @@ def read_lines(stream: object, into: list[str], ready: threading.Event) -> None:
     ready.set()
 
 
-def test_demo_serves_the_cluster_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("framework", "mode"), [("fastapi", "local"), ("flask", "redis")])
+def test_demo_serves_the_cluster_and_ctrl_c_stops_everything(framework: str, mode: str,
+                                                              tmp_path: Path) -> None:
+    """``--mode redis`` also starts (and stops) a redis-server of its own."""
     require_binary("haproxy")
+    if mode == "redis":
+        require_binary("redis-server")
     port, dashboard_port = spare_ports(2)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONKIT_")}
     demo = subprocess.Popen(
-        [sys.executable, "-m", "examples.demo_cluster", "--mode", "local", "--port", str(port),
-         "--dashboard-port", str(dashboard_port), "--no-install"],
+        [sys.executable, "-m", "examples.demo_cluster", "--mode", mode, "--port", str(port),
+         "--dashboard-port", str(dashboard_port), "--no-install",
+         *(["--flask"] if framework == "flask" else [])],
         cwd=ROOT, env={**env, "TMPDIR": str(tmp_path)}, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
@@ -57,6 +63,7 @@ def test_demo_serves_the_cluster_and_ctrl_c_stops_everything(tmp_path: Path) -> 
     reader = threading.Thread(target=read_lines, args=(demo.stdout, lines, ready), daemon=True)
     reader.start()
     instance_ports: list[int] = []
+    redis_port: int | None = None
     try:
         assert ready.wait(START_SECONDS) and demo.poll() is None, "".join(lines)
         out = "".join(lines)
@@ -64,6 +71,10 @@ def test_demo_serves_the_cluster_and_ctrl_c_stops_everything(tmp_path: Path) -> 
         assert f"dashboard  http://127.0.0.1:{dashboard_port}/" in out
         instance_ports = [int(p) for p in re.findall(r"[abc]=http://127\.0\.0\.1:(\d+)", out)]
         assert len(instance_ports) == 3
+        store = re.search(r"instances \(a, b, c\) on (\S+) behind HAProxy", out)
+        assert store and store.group(1).startswith("memory://" if mode == "local" else
+                                                   "redis://127.0.0.1:"), out
+        redis_port = int(store.group(1).split(":")[2].split("/")[0]) if mode == "redis" else None
 
         with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as shop:
             assert "sessionkit shop" in shop.get("/").text
@@ -74,12 +85,18 @@ def test_demo_serves_the_cluster_and_ctrl_c_stops_everything(tmp_path: Path) -> 
             snapshot = panel.get("/snapshot.json").json()
             assert [i["instance"] for i in snapshot["instances"]] == ["a", "b", "c"]
             assert all(i["up"] for i in snapshot["instances"]) and snapshot["can_stop"]
-            assert sum(i["live_sessions"] for i in snapshot["instances"]) == 1
+            live = [i["live_sessions"] for i in snapshot["instances"]]
+            # local: one instance holds the one session; a shared store has no per-instance count
+            assert sorted(live, key=str) == ([None] * 3 if mode == "redis" else [0, 0, 1]), live
             stopped = panel.post(f"/stop/{served}", headers={"X-Sessionkit-Dashboard": "1"})
             assert stopped.json() == {"stopped": served}
             after = {i["instance"]: i["up"] for i in panel.get("/snapshot.json").json()[
                 "instances"]}
             assert after == {i: i != served for i in "abc"}
+        with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=10,
+                           cookies=shop.cookies) as again:
+            kept = {"local": ["pear"], "redis": ["apple", "pear"]}[mode]
+            assert again.post("/cart/pear").json() == {"cart": kept}
     finally:
         if demo.poll() is None:
             demo.send_signal(signal.SIGINT)  # what Ctrl-C sends to the demo
@@ -94,7 +111,7 @@ def test_demo_serves_the_cluster_and_ctrl_c_stops_everything(tmp_path: Path) -> 
     assert status == 0, "".join(lines)
     assert "demo: stopped" in "".join(lines)
     deadline = time.monotonic() + 5
-    ports = [port, dashboard_port, *instance_ports]
+    ports = [port, dashboard_port, *instance_ports, *([redis_port] if redis_port else [])]
     while any(listening(p) for p in ports) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert [p for p in ports if listening(p)] == [], "something still listens"
