@@ -38,8 +38,10 @@ def artifacts(request: pytest.FixtureRequest) -> Iterator[Path]:
                 reporter.write_line(f"  {shot}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Module-scoped, never longer: while Playwright's sync API is open, the main thread runs
+    its event loop, and every later test calling ``asyncio.run`` would fail."""
     if not os.access(CHROMIUM, os.X_OK):
         unavailable(f"{CHROMIUM} is not installed (apt-get install -y chromium; .ci/run does it)")
     try:
