@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Developer commands that set up what they need: ``dev.py demo`` and ``dev.py test``.
+"""Developer commands that set up what they need: ``dev.py demo``, ``dev.py demo-cluster`` and
+``dev.py test``.
 
 Both create ``.venv`` on first use and install sessionkit with its ``[dev]`` extras into it
 (again whenever pyproject.toml changes); only Python 3.11+ is needed beforehand.
 
   python3 dev.py demo [--flask] [--port N]   the example shop on the embedded memory store
+  python3 dev.py demo-cluster [--mode M]      three shops behind HAProxy, with a live dashboard
   python3 dev.py test [pytest args...]        the test suite
   python3 dev.py bench [--quick] [...]        sessionkit against its peers (bench/README.md)
   python3 dev.py lint                         ruff and mypy
+  python3 dev.py docs [OUT]                   the guides and API reference as HTML (docs/_build)
 """
 
 from __future__ import annotations
@@ -42,11 +45,18 @@ def ensure_environment() -> None:
 
 
 def run(*args: str) -> int:
-    return subprocess.call([str(PYTHON), *args], cwd=ROOT)
+    """Run the venv's Python in the foreground. Ctrl-C reaches the child too (same process
+    group): wait for it to finish its own cleanup instead of killing it."""
+    child = subprocess.Popen([str(PYTHON), *args], cwd=ROOT)
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            continue
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "test", "lint", "bench"):
+    if not argv or argv[0] not in ("demo", "demo-cluster", "test", "lint", "docs", "bench"):
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
@@ -54,6 +64,10 @@ def main(argv: list[str]) -> int:
     if command == "demo":
         app = "examples.flask_app" if "--flask" in rest else "examples.fastapi_app"
         return run("-m", app, *[a for a in rest if a != "--flask"])
+    if command == "demo-cluster":
+        return run("-m", "examples.demo_cluster", *rest)
+    if command == "docs":
+        return run("docs/build.py", *rest)
     if command == "test":
         return run("-m", "pytest", *rest)
     if command == "bench":

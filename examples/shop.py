@@ -77,6 +77,18 @@ def whoami(session: Session, engine: SessionEngine) -> Reply:
     }
 
 
+def dashboard_settings() -> dict[str, Any]:
+    """The live dashboard at ``/_sessionkit/``: on with ``SHOP_DASHBOARD=1``, behind
+    ``SHOP_DASHBOARD_TOKEN`` when that is set."""
+    import os
+
+    return {"enabled": os.environ.get("SHOP_DASHBOARD") == "1",
+            "token": os.environ.get("SHOP_DASHBOARD_TOKEN") or None}
+
+
+DASHBOARD_PATH = "/_sessionkit"
+
+
 def serve_args(prog: str, default_port: int) -> Any:
     """``--host``/``--port`` flags, defaulting to ``HOST``/``PORT`` from the environment."""
     import argparse

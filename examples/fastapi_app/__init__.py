@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse
 
-from examples import shop
-from sessionkit import ConfigError, SessionConfig, SessionEngine
+from examples import shop, shop_page
+from sessionkit import ConfigError, SessionConfig, SessionEngine, dashboard
 from sessionkit.asgi import SessionMiddleware
 from sessionkit.fastapi import SessionDep
 
@@ -18,10 +19,17 @@ def create_app(config: SessionConfig | None = None) -> FastAPI:
     app = FastAPI(title="sessionkit shop")
     app.add_middleware(SessionMiddleware, engine=engine)
     app.state.sessionkit = engine
+    # added after the session middleware, so it runs first: the dashboard's polls load no session
+    app.add_middleware(dashboard.AsgiMount, path=shop.DASHBOARD_PATH,
+                       dashboard=dashboard.asgi_app(engine, **shop.dashboard_settings()))
 
     def reply(result: shop.Reply) -> Response:
         status, payload = result
         return Response(shop.render(payload), status, media_type="application/json")
+
+    @app.get("/")
+    def page() -> HTMLResponse:
+        return HTMLResponse(shop_page.PAGE)
 
     @app.post("/login")
     async def login(request: Request, session: SessionDep) -> Response:

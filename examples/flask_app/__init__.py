@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from flask import Flask, Response, request, session
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from examples import shop
-from sessionkit import ConfigError, Session, SessionConfig
+from examples import shop, shop_page
+from sessionkit import ConfigError, Session, SessionConfig, dashboard
 from sessionkit.flask import SessionKit
 
 
 def create_app(config: SessionConfig | None = None) -> Flask:
     app = Flask(__name__)
     engine = SessionKit(app, config or SessionConfig.from_env()).engine
+    # outside Flask (and its session handling): the dashboard's polls load no session
+    panel = dashboard.wsgi_app(engine, **shop.dashboard_settings())
+    app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, {shop.DASHBOARD_PATH: panel})
 
     def reply(result: shop.Reply) -> Response:
         status, payload = result
@@ -19,6 +24,10 @@ def create_app(config: SessionConfig | None = None) -> Flask:
 
     def current() -> Session:
         return session  # type: ignore[return-value]  # flask.session is a sessionkit Session
+
+    @app.get("/")
+    def page() -> Response:
+        return Response(shop_page.PAGE, mimetype="text/html")
 
     @app.post("/login")
     def login() -> Response:

@@ -59,9 +59,11 @@ DEFAULT_TIMEOUT = 2.0  # seconds: a store that does not answer is down, not slow
 Command: TypeAlias = tuple[str, tuple[Any, ...]]
 Steps: TypeAlias = Generator[list[Command], list[Any], Any]
 
-#: Errors that mean "Redis is not reachable right now" (failover, restart, network).
+#: Errors that mean "Redis is not reachable right now" (failover, restart, network), or
+#: refuses writes (full under ``maxmemory-policy noeviction``: 503, not a crash).
 _UNAVAILABLE = (
     redis.exceptions.ConnectionError,
+    redis.exceptions.OutOfMemoryError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
     redis.exceptions.ReadOnlyError,

@@ -1,0 +1,142 @@
+"""The shop's one HTML page, shared by both example apps: a login form, add and remove buttons,
+the cart, and which instance served the last request. Inline CSS and JS calling the shop's JSON
+routes: no build step, no CDN, works offline.
+
+The page remembers the last session it saw (in ``sessionStorage``); when the server answers with
+a fresh session although nobody logged out (the instance that held it is gone, in local mode),
+it says so instead of silently showing an empty cart.
+"""
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>sessionkit shop</title>
+<style>
+  body { font: 16px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 36rem;
+         padding: 0 1rem; color: #1d232a; }
+  h1 { font-size: 1.4rem; margin-bottom: .3rem; }
+  .box { border: 1px solid #d9dee3; border-radius: 6px; padding: .8rem 1rem; margin: 1rem 0; }
+  .muted { color: #66707a; font-size: .9rem; }
+  #served { font-size: 1.1rem; }
+  #served b { background: #e8f0fe; padding: 0 .4rem; border-radius: 4px; }
+  #lost { background: #fdecea; border-color: #f5c2bd; color: #8c1d18; }
+  #cart li { margin: .2rem 0; }
+  button { font: inherit; padding: .15rem .7rem; margin: .1rem; cursor: pointer; }
+  input { font: inherit; padding: .15rem .4rem; }
+  [hidden] { display: none; }
+</style>
+</head>
+<body>
+<h1>sessionkit shop</h1>
+<div class="muted">A demo shop whose cart and login live in a sessionkit session.</div>
+
+<div class="box" id="served">Served by instance <b id="instance">?</b>
+  <span class="muted" id="moved"></span>
+  <div class="muted">store <span id="store">?</span></div></div>
+
+<div class="box" id="lost" hidden></div>
+
+<div class="box">
+  <form id="login-form">
+    <span id="who">Not logged in.</span>
+    <span id="login-fields"><input id="user" name="user" placeholder="your name"
+      autocomplete="username" required maxlength="64"> <button id="login">Log in</button></span>
+    <button id="logout" type="button" hidden>Log out</button>
+  </form>
+</div>
+
+<div class="box">
+  <div>Add to cart:
+    <button data-add="apple">apple</button> <button data-add="pear">pear</button>
+    <button data-add="plum">plum</button> <button data-add="kiwi">kiwi</button></div>
+  <h2 style="font-size:1.1rem">Cart (<span id="count">0</span>)</h2>
+  <ul id="cart"></ul>
+  <div class="muted" id="message"></div>
+</div>
+
+<script>
+"use strict";
+const $ = id => document.getElementById(id);
+let last = JSON.parse(sessionStorage.getItem("shop-last") || "null");
+
+async function call(method, path, body) {
+  const response = await fetch(path, {
+    method, headers: body ? {"Content-Type": "application/json"} : {},
+    body: body ? JSON.stringify(body) : undefined, cache: "no-store"});
+  let payload = {};
+  try { payload = await response.json(); } catch (e) { payload = {}; }
+  if (!response.ok) $("message").textContent = payload.error || ("error " + response.status);
+  else $("message").textContent = "";
+  return payload;
+}
+
+function lostCheck(now, expectedGone) {
+  if (!last) return;
+  const kept = last.cart.filter(item => !expectedGone.includes(item));
+  const lostItems = kept.filter(item => !now.cart.includes(item));
+  const lostUser = last.user && !now.user && !expectedGone.includes("@user");
+  if (lostItems.length || lostUser) {
+    const what = [last.user ? "you were logged in as " + last.user : "",
+                  lostItems.length ? "your cart held " + lostItems.join(", ") : ""]
+                 .filter(Boolean).join(" and ");
+    $("lost").textContent = "Your session was lost: " + what + " on instance " + last.instance
+      + ". Instance " + now.instance + " does not have it and started a new session.";
+    $("lost").hidden = false;
+  }
+}
+
+async function refresh(expectedGone) {
+  const me = await call("GET", "whoami");
+  const cart = await call("GET", "cart");
+  const now = {user: me.user || null, instance: me.instance, cart: cart.cart || []};
+  lostCheck(now, expectedGone || []);
+  $("instance").textContent = now.instance;
+  $("store").textContent = me.store;
+  $("moved").textContent = last && last.instance && last.instance !== now.instance
+    ? "(the request before was served by " + last.instance + ")" : "";
+  $("who").textContent = now.user ? "Logged in as " + now.user + "." : "Not logged in.";
+  $("login-fields").hidden = !!now.user;
+  $("logout").hidden = !now.user;
+  const list = $("cart");
+  list.replaceChildren();
+  for (const item of now.cart) {
+    const li = document.createElement("li");
+    li.textContent = item + " ";
+    const remove = document.createElement("button");
+    remove.textContent = "remove";
+    remove.dataset.remove = item;
+    remove.addEventListener("click", () => act("DELETE", "cart/" + encodeURIComponent(item),
+                                               null, [item]));
+    li.appendChild(remove);
+    list.appendChild(li);
+  }
+  $("count").textContent = String(now.cart.length);
+  last = now;
+  sessionStorage.setItem("shop-last", JSON.stringify(now));
+  document.body.dataset.ready = "1";
+}
+
+async function act(method, path, body, expectedGone) {
+  document.body.dataset.ready = "0";
+  await call(method, path, body);
+  await refresh(expectedGone);
+}
+
+$("login-form").addEventListener("submit", event => {
+  event.preventDefault();
+  act("POST", "login", {user: $("user").value});
+});
+$("logout").addEventListener("click", () => {
+  $("lost").hidden = true;
+  act("POST", "logout", null, ["@user", ...(last ? last.cart : [])]);
+});
+for (const button of document.querySelectorAll("[data-add]")) {
+  button.addEventListener("click", () => act("POST", "cart/" + button.dataset.add));
+}
+refresh();
+</script>
+</body>
+</html>
+"""
