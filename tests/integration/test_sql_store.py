@@ -312,7 +312,10 @@ def test_gc_deletes_exactly_the_expired_rows_in_batches(face: Face) -> None:
         put(face, f"live-{n}", expires_at=NOW + 1 + n)
     with statements() as sent:
         assert face.gc(NOW, batch_size=3) == 11
-    assert sum(s.lstrip().upper().startswith("DELETE") for s in sent) == 4  # 3+3+3+2
+    verbs = [s.lstrip().split()[0].upper() for s in sent]
+    assert verbs.count("DELETE") == 4  # 3+3+3+2
+    if face.store.sync_url.get_backend_name() not in ("mysql", "mariadb"):
+        assert verbs == ["DELETE"] * 4  # each DELETE picks its rows: no ids sent back and forth
     assert all(load(face, f"live-{n}", now=NOW - 200) is not None for n in range(4))
     assert load(face, "due-now", now=NOW - 200) is None
     assert face.gc(NOW, batch_size=3) == 0
