@@ -1,4 +1,4 @@
-"""Processes the bench starts on loopback: a private redis-server and app servers.
+"""Processes the bench starts on loopback: app servers, and a private redis-server.
 
 A private redis-server makes ``INFO commandstats`` count this bench's commands only, and keeps
 the bench away from anyone's data. Every process is stopped on exit, error or Ctrl-C.
@@ -8,24 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench.servers import redis_server, spare_port
+
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_SECONDS = 30
-
-
-def spare_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
@@ -54,20 +48,8 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 @contextlib.contextmanager
 def private_redis() -> Iterator[str]:
     """A throwaway redis-server (no persistence) and its URL."""
-    binary = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/sbin")
-    if binary is None:
-        raise SystemExit("bench: redis-server is not installed (apt-get install redis-server)")
-    port = spare_port()
-    with tempfile.TemporaryDirectory(prefix="sessionkit-bench-") as directory:
-        process = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", directory],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            wait_for_port(port, process, "redis-server")
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            stop(process)
+    with redis_server() as port:
+        yield f"redis://127.0.0.1:{port}/0"
 
 
 @contextlib.contextmanager
