@@ -159,7 +159,8 @@ class SessionEngine:
                                   f"not {store.name}")
             return NearBackend(store, ids, self.instance_id, self._idle, self._absolute,
                                tuple(secondaries), size=config.near_cache_size,
-                               max_age=config.near_cache_seconds)
+                               max_age=config.near_cache_seconds, clock=config.clock,
+                               url=config.store)
         return ServerSide(store, ids, self.instance_id, self._idle, self._absolute,
                           tuple(secondaries))
 
@@ -222,9 +223,11 @@ class SessionEngine:
         return self._report(await run_async(self._drain_steps(), self._aperform))
 
     def close(self) -> None:
+        self.backend.close()
         self._io.close()
 
     async def aclose(self) -> None:
+        self.backend.close()
         await self._io.aclose()
 
     def _perform(self, request: Request) -> Any:

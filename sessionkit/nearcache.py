@@ -46,7 +46,7 @@ import itertools
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .backend import Found, Lookup, Miss, Steps
@@ -74,6 +74,8 @@ class Copy:
     confirmed: float  #: when the store last confirmed this content (engine clock)
     tick: int  #: when it was installed or last began changing (``NearCache`` counter)
     writing: int = 0  #: ticket of a write in flight here (0: none)
+    #: Tick of a store invalidation not yet checked (0: none): not served until rechecked.
+    doubt: int = 0
 
 
 class NearCache:
@@ -86,6 +88,10 @@ class NearCache:
         # Removed copies: key -> (reason, tick), for miss reasons and racing loads.
         self._gone: OrderedDict[str, tuple[str, int]] = OrderedDict()
         self._floor = 0  # the newest tick of a tombstone forgotten
+        self._loading: dict[str, int] = {}  # keys being read from the store: how many reads
+        #: Since when (engine clock) the store has been pushing invalidations without a break;
+        #: None when it is not. Copies confirmed after it need no ``max_age``.
+        self.watched_since: float | None = None
         self._ticks = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -96,6 +102,19 @@ class NearCache:
         """The current tick: a load takes one before it reads the store."""
         with self._lock:
             return next(self._ticks)
+
+    def begin_load(self, key: str) -> int:
+        """Register a store read of ``key`` (so that invalidations meanwhile are remembered);
+        return the tick to ``install`` with. Pair with ``end_load``."""
+        with self._lock:
+            self._loading[key] = self._loading.get(key, 0) + 1
+            return next(self._ticks)
+
+    def end_load(self, key: str) -> None:
+        with self._lock:
+            left = self._loading.pop(key, 1) - 1
+            if left:
+                self._loading[key] = left
 
     def lookup(self, key: str, stamp: str, now: float, max_age: float
                ) -> tuple[Record | None, str]:
@@ -108,7 +127,9 @@ class NearCache:
             if copy.writing or copy.stamp != stamp:
                 return None, "stale_version"
             record = copy.record
-            if now - copy.confirmed >= max_age or record.expires_at <= now:
+            watched = self.watched_since is not None and copy.confirmed > self.watched_since
+            if (copy.doubt or record.expires_at <= now
+                    or (not watched and now - copy.confirmed >= max_age)):
                 return None, "invalidated"
             self._copies.move_to_end(key)
             return record, "hit"
@@ -148,16 +169,63 @@ class NearCache:
             copy.writing = copy.tick = ticket
             return ticket, base
 
-    def end_write(self, key: str, ticket: int, record: Record | None, stamp: str) -> None:
+    def end_write(self, key: str, ticket: int, record: Record | None, stamp: str) -> int:
         """Install ``record`` (the copy the write built on, with its changes applied) if no
         other write began here since ``ticket``; else, or with ``record`` None (the write's
-        outcome is unknown), drop the copy."""
+        outcome is unknown), drop the copy. Returns the tick of an invalidation that arrived
+        meanwhile (the new copy then waits for a recheck), else 0."""
         with self._lock:
             copy = self._copies.get(key)
             if record is not None and copy is not None and copy.writing == ticket:
-                self._put(key, Copy(record, stamp, record.accessed_at, next(self._ticks)))
+                doubt = copy.doubt
+                self._put(key, Copy(record, stamp, record.accessed_at, next(self._ticks),
+                                    doubt=doubt))
+                return doubt
+            self._drop(key, "invalidated")
+            return 0
+
+    # --- invalidations pushed by the store (``sessionkit.invalidations``) ------------------
+    def invalidated(self, keys: list[str]) -> list[tuple[str, int]]:
+        """The store says ``keys`` changed: stop serving their copies until rechecked, and
+        keep reads in flight from installing what they read. Returns the copies to recheck
+        (key and tick)."""
+        rechecks = []
+        with self._lock:
+            for key in keys:
+                copy = self._copies.get(key)
+                if copy is not None:
+                    copy.doubt = copy.tick = next(self._ticks)
+                    if not copy.writing:  # a write in flight asks for its own recheck
+                        rechecks.append((key, copy.doubt))
+                elif key in self._loading:
+                    self._bury(key, "invalidated", next(self._ticks))
+        return rechecks
+
+    def confirm(self, key: str, doubt: int, found: Record | None, now: float) -> None:
+        """A recheck read ``found`` from the store: keep the copy if it is what the store
+        holds (the change was this instance's own write, or a touch), else drop it."""
+        with self._lock:
+            copy = self._copies.get(key)
+            if copy is None or copy.doubt != doubt or copy.writing:
+                return  # changed here since: a newer recheck or the write decides
+            record = copy.record
+            if found is not None and (found.fields, found.user_id, found.created_at) == (
+                    record.fields, record.user_id, record.created_at):
+                copy.doubt = 0
+                copy.confirmed = now
+                copy.record = dataclasses.replace(record, expires_at=found.expires_at,
+                                                  accessed_at=found.accessed_at)
             else:
                 self._drop(key, "invalidated")
+
+    def watching(self, since: float | None) -> None:
+        """Invalidations flow from ``since`` (engine clock), or stopped (None): then any
+        could have been missed, so every copy goes."""
+        with self._lock:
+            if since is None:
+                for key in list(self._copies):
+                    self._drop(key, "invalidated")
+            self.watched_since = since
 
     def touched(self, key: str, accessed_at: float, expires_at: float) -> None:
         with self._lock:
@@ -177,11 +245,6 @@ class NearCache:
             for key in keys:
                 self._drop(key, "invalidated")
             return len(keys)
-
-    def clear(self) -> None:
-        with self._lock:
-            for key in list(self._copies):
-                self._drop(key, "invalidated")
 
     # --- lock held -------------------------------------------------------------------------
     def _put(self, key: str, copy: Copy) -> None:
@@ -210,6 +273,7 @@ class NearBackend(ServerSide):
     def __init__(
         self, store: Store, ids: SessionIds, instance_id: str, idle: float, absolute: float,
         secondaries: tuple[Store, ...] = (), *, size: int, max_age: float,
+        clock: Callable[[], float], url: str,
     ) -> None:
         super().__init__(store, ids, instance_id, idle, absolute, secondaries)
         self.cache = NearCache(size)
@@ -218,6 +282,8 @@ class NearBackend(ServerSide):
         self.public_store = NearStore(store, self.cache)
         #: Where hits and misses are counted (the engine's ``Events``).
         self.events: Events | None = None
+        #: Redis invalidations (``sessionkit.invalidations``), for the stores that push them.
+        self.invalidations = _invalidations_for(store, url, self.cache, clock, idle, absolute)
 
     def _count(self, result: str) -> None:
         if self.events is not None:
@@ -227,6 +293,8 @@ class NearBackend(ServerSide):
         cookie = self.parse(value)
         if isinstance(cookie, Miss):
             return cookie
+        if self.invalidations is not None:
+            self.invalidations.start()  # here, not at import: after a pre-fork server forks
         here = cookie.route == self.instance_id
         if here:
             record, result = self.cache.lookup(cookie.key, cookie.stamp, now, self.max_age)
@@ -236,12 +304,16 @@ class NearBackend(ServerSide):
         else:
             result = "route_elsewhere"
         self._count(result)
-        since = self.cache.tick()
-        found = yield from self.read(cookie, now)
-        if isinstance(found, Found):
-            self.cache.install(cookie.key, found.record, cookie.stamp or new_stamp(), now, since)
-            # Name this instance (with a stamp) so that the next request can hit.
-            found.reroute = not here or not cookie.stamp
+        since = self.cache.begin_load(cookie.key)
+        try:
+            found = yield from self.read(cookie, now)
+            if isinstance(found, Found):
+                self.cache.install(cookie.key, found.record, cookie.stamp or new_stamp(), now,
+                                   since)
+                # Name this instance (with a stamp) so that the next request can hit.
+                found.reroute = not here or not cookie.stamp
+        finally:
+            self.cache.end_load(cookie.key)
         return found
 
     def create(self, record: Record) -> Steps[tuple[str, str, str]]:
@@ -265,7 +337,9 @@ class NearBackend(ServerSide):
             self.cache.end_write(key, ticket, None, stamp)
             raise
         after = _applied(base, changes, removed, record, session._user_changed) if stored else None
-        self.cache.end_write(key, ticket, after, stamp)
+        doubt = self.cache.end_write(key, ticket, after, stamp)
+        if doubt and self.invalidations is not None:
+            self.invalidations.recheck(key, doubt)
         return self._value(session._token, stamp) if stored else None
 
     def touch(self, session: Session, record: Record) -> Steps[str | None]:
@@ -284,6 +358,10 @@ class NearBackend(ServerSide):
         finally:
             self.cache.drop(key)  # nor installed by a load that read it before the delete
 
+    def close(self) -> None:
+        if self.invalidations is not None:
+            self.invalidations.stop()
+
     def cookie_value(self, session: Session) -> str:
         assert session._token is not None
         assert session._key is not None
@@ -291,6 +369,19 @@ class NearBackend(ServerSide):
 
     def _value(self, token: str, stamp: str) -> str:
         return f"{token}{STAMP_SEPARATOR}{stamp}{self._route_suffix}"
+
+
+def _invalidations_for(store: Store, url: str, cache: NearCache, clock: Callable[[], float],
+                       idle: float, absolute: float) -> Any:
+    """A Redis invalidation watcher for a plain Redis store, else None."""
+    if type(store).__module__ != "sessionkit.stores.redis":
+        return None
+    from .invalidations import RedisInvalidations, watchable
+
+    if not watchable(url):
+        return None
+    prefix: str = getattr(store, "prefix", "")
+    return RedisInvalidations(url, prefix, cache, store, clock, idle, absolute)
 
 
 def _applied(base: Record | None, changes: Mapping[str, str], removed: tuple[str, ...],

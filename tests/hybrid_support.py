@@ -7,6 +7,7 @@ id and near cache; the browser keeps exactly one session cookie and sends it whe
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,10 @@ from sessionkit import SessionConfig, SessionEngine
 from tests.support import KEY, FakeClock, Reply, ShopClient, engine_of, make_app
 
 MAX_AGE = 30.0
+CONNECT_SECONDS = 5.0
+#: Clusters alive now: a browser waits after each request until their instances have handled
+#: every Redis invalidation it caused, so that tests see a settled state, not a race.
+LIVE: list[Instances] = []
 
 
 @dataclass
@@ -31,13 +36,30 @@ class Instances:
     def __post_init__(self) -> None:
         for name in "abcdefgh"[: self.count]:
             self.start(name)
+        LIVE.append(self)
 
     def start(self, name: str) -> ShopClient:
         settings = {"near_cache": True, "near_cache_max_age": MAX_AGE, **self.settings}
         config = SessionConfig(store=self.store, secret_key=KEY, instance_id=name,
                                clock=self.clock, **settings)
         self.apps[name] = shop = ShopClient(self.framework, make_app(self.framework, config))
+        watcher = self.invalidations(name)
+        if watcher is not None:  # Redis: invalidations flow before the first request
+            watcher.start()
+            deadline = time.monotonic() + CONNECT_SECONDS
+            while not watcher.connected and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert watcher.connected, "the near cache did not subscribe to Redis invalidations"
         return shop
+
+    def invalidations(self, name: str) -> Any:
+        return getattr(engine(self.apps[name]).backend, "invalidations", None)
+
+    def settle(self) -> None:
+        for name in self.apps:
+            watcher = self.invalidations(name)
+            if watcher is not None and watcher.connected:
+                assert watcher.barrier(), f"{name} did not handle Redis invalidations in time"
 
     def kill(self, name: str) -> None:
         engine(self.apps[name]).close()
@@ -46,6 +68,8 @@ class Instances:
     def close(self) -> None:
         for shop in self.apps.values():
             engine(shop).close()
+        if self in LIVE:
+            LIVE.remove(self)
 
     def __getitem__(self, name: str) -> ShopClient:
         return self.apps[name]
@@ -79,6 +103,8 @@ class Browser:
             value = rest.split(";", 1)[0]
             deleted = "max-age=0" in header.lower() or not value
             self.cookie = None if deleted else value
+        for cluster in LIVE:
+            cluster.settle()
         return reply
 
     @property
