@@ -13,10 +13,12 @@ for) that made it.
 **The rule.** A read is served from the copy, with no store round trip, only when
 
 1. the cookie's route names this instance,
-2. this instance holds a copy of that session whose stamp equals the cookie's stamp, and no
-   write to it is in flight here,
-3. the store confirmed the copy (read or written it) less than ``near_cache_max_age`` ago,
-4. and the copy is not past its expiry as last known.
+2. this instance holds a copy of that session whose stamp equals the cookie's stamp, no write
+   to it is in flight here, and no store invalidation of it awaits its recheck,
+3. the copy is not past its expiry as last known (else the store decides),
+4. and either the store has pushed invalidations without a break since before the copy was
+   read (Redis, ``sessionkit.invalidations``), or it confirmed the copy (read or written it)
+   less than ``near_cache_max_age`` ago.
 
 Otherwise the session is read from the store, and the copy is refreshed.
 
@@ -25,13 +27,14 @@ store before its response, replacing the stamp in the cookie it sends. A copy is
 from a store read, or from a write this instance knows the exact outcome of: the copy it
 wrote on top of was current and no other write to that session ran here meanwhile (else the
 copy is dropped). So for a client whose requests follow one another, the cookie it sends
-always carries the stamp of the latest write, and only the instance that made that write (or
+always carries the stamp of its latest write, and only the process that made that write (or
 read the session since) holds a copy with that stamp: a write through B is never hidden by
-A's copy, because B's cookie names B and carries a stamp A never saw. Destroying a session
-(``invalidate``, ``regenerate``, expiry) drops the copy here before and after the store
-delete. What a cookie cannot carry — a log-out-everywhere or a concurrent write made through
-another instance while this one still holds the client's latest stamp — is seen once the copy
-is older than ``near_cache_max_age`` (the stated bound).
+A's copy, because B's cookie names B and carries a stamp A never saw (the stamp also tells
+apart worker processes that share an instance id). Destroying a session (``invalidate``,
+``regenerate``, expiry) drops the copy here before and after the store delete. What a cookie
+cannot carry — a log-out-everywhere, or a write made through another instance by a concurrent
+request whose older cookie the browser kept — reaches the copy through a Redis invalidation at
+once, else once the copy is ``near_cache_max_age`` old (the stated bound).
 
 Loads that race with writes or drops never install what they read if the session changed
 here after the load began: every change takes a tick of one counter, and a removed copy

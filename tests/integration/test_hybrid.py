@@ -85,6 +85,27 @@ def test_a_client_bounced_a_b_a_sees_its_latest_data(cluster: Instances) -> None
             assert browser.cart(reader) == expected
 
 
+def test_worker_processes_of_one_instance_never_serve_each_others_stale_copies(
+    store: str, clock: FakeClock,
+) -> None:
+    """``gunicorn -w 2``: two processes answer as instance a, each with its own copies. The
+    route cannot tell them apart; the stamp can."""
+    workers = [Instances(store, clock, count=1) for _ in range(2)]
+    try:
+        browser = Browser()
+        expected: list[str] = []
+        for step in range(6):
+            worker = workers[step % 2]["a"]
+            expected.append(f"item{step}")
+            browser.send(worker, "POST", f"/cart/item{step}")
+            for reader in (workers[0]["a"], workers[1]["a"]):
+                assert browser.cart(reader) == expected
+        assert browser.route == "a"
+    finally:
+        for cluster in workers:
+            cluster.close()
+
+
 def test_an_instance_killed_loses_nothing(cluster: Instances) -> None:
     browser = Browser()
     browser.send(cluster["a"], "POST", "/login", {"user": "ada"})
