@@ -3,7 +3,7 @@
 FastAPI. "affinity" sends every request to the instance its cookie names; "misrouted" sends
 every request to the other of two instances. Run:
 
-    python bench/hybrid.py [--rounds 7] [--requests 1000] [--redis redis://127.0.0.1:6379/0]
+    python bench/hybrid.py [--rounds 15] [--requests 500] [--redis redis://127.0.0.1:6379/0]
 """
 
 from __future__ import annotations
@@ -185,8 +185,8 @@ def instances(framework: str, settings: dict[str, Any] | None, count: int) -> li
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--requests", type=int, default=1000, help="per run and round")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--requests", type=int, default=500, help="per run and round")
     parser.add_argument("--redis", default=os.environ.get("SESSIONKIT_BENCH_REDIS_URL",
                                                           "redis://127.0.0.1:6379/0"))
     args = parser.parse_args()

@@ -10,7 +10,7 @@ import pytest
 
 from sessionkit import SessionConfig, SessionEngine
 from sessionkit.errors import ConfigError
-from tests.hybrid_support import MAX_AGE, Browser, Instances
+from tests.hybrid_support import MAX_AGE, Browser, Instances, engine
 from tests.stores import iter_params, store_url_for
 from tests.support import KEY, FakeClock, ShopClient, make_app
 
@@ -230,7 +230,16 @@ def test_metrics_count_hits_and_misses_by_reason(store: str, clock: FakeClock) -
         cluster.kill("a")
         browsers[2].cart(cluster["a"])  # nothing cached after a restart
         text = cluster["b"].raw("GET", "/metrics").body.decode()
-        assert 'sessionkit_near_cache_total{instance="b",mode="hybrid"' in text
+        assert 'sessionkit_near_cache_total{instance="b",mode="hybrid",result="hit"' in text
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        from sessionkit.prometheus import register
+
+        registry = CollectorRegistry()
+        register(engine(cluster["b"]), registry)
+        exported = generate_latest(registry).decode()
+        assert 'sessionkit_near_cache_total{instance="b",mode="hybrid",result="route_elsewhere"' \
+            in exported
         assert cluster.near("b")["route_elsewhere"] == 1
         assert cluster.near("a")["not_cached"] == 1
     finally:
