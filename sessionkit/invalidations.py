@@ -38,6 +38,7 @@ WATCHED_SCHEMES = ("redis", "rediss", "unix")
 POLL_SECONDS = 1.0
 #: A silent connection is probed with PING this often (a half-open socket never errors).
 PING_SECONDS = 5.0
+FIRST_PAUSE_SECONDS = 0.1
 MAX_PAUSE_SECONDS = 5.0
 CLIENT_NAME = "sessionkit-invalidations"
 _BARRIER = "__barrier__:"
@@ -120,15 +121,17 @@ class RedisInvalidations:
 
     # --- the thread --------------------------------------------------------------------------
     def _run(self) -> None:
-        pause = 0.1
+        pause, failing = FIRST_PAUSE_SECONDS, False
         while not self._stop.is_set():
             try:
                 self._watch()
-                pause = 0.1
             except Exception as exc:  # any failure: drop every copy, reconnect
-                if self.connected:
+                if self.connected or not failing:  # once per outage
                     logger.warning("sessionkit: near-cache invalidations from Redis stopped "
                                    "(%s); copies dropped, reconnecting", exc)
+                if self.connected:
+                    pause = FIRST_PAUSE_SECONDS
+                failing = True
                 self._disconnected()
                 self._stop.wait(pause)
                 pause = min(pause * 2, MAX_PAUSE_SECONDS)
@@ -151,7 +154,13 @@ class RedisInvalidations:
                 return
             handler(_message)
             connection.send_command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", self.prefix)
-            reply = connection.read_response()
+            try:
+                reply = connection.read_response()
+            except redis.exceptions.ResponseError as exc:  # Redis < 6, or an ACL refusing it
+                self._stop.set()
+                logger.warning("sessionkit: Redis refused CLIENT TRACKING (%s); near-cache "
+                               "copies are trusted for near_cache_max_age", exc)
+                return
             if reply not in (b"OK", "OK"):
                 raise redis.exceptions.ResponseError(f"CLIENT TRACKING answered {reply!r}")
             self.cache.watching(self.clock())

@@ -6,12 +6,14 @@ comes back."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
 from tests.hybrid_support import CONNECT_SECONDS, MAX_AGE, Browser, Instances
+from tests.redis_servers import RedisProcesses, spare_ports
 from tests.stores import REDIS_ENV, flush_redis
 from tests.support import FakeClock, service_url
 
@@ -101,3 +103,45 @@ def test_a_lost_invalidation_connection_drops_copies_and_reconnects(
     assert phone.send(cluster["b"], "GET", "/whoami").json["user"] == "ada"
     laptop.send(cluster["a"], "POST", "/logout?everywhere=1")
     assert phone.send(cluster["b"], "GET", "/whoami").json["user"] is None
+
+
+def test_a_redis_restart_drops_every_copy_and_invalidations_resume(
+    tmp_path: Path, clock: FakeClock,
+) -> None:
+    """Redis restarts empty (no persistence): no instance may serve a copy of a session the
+    store no longer has, and invalidations flow again once it is back."""
+    servers = RedisProcesses(tmp_path)
+    (port,) = spare_ports(1)
+    try:
+        servers.start(port)
+        cluster = Instances(f"redis://127.0.0.1:{port}/0", clock, count=2)
+        try:
+            clock.advance(1)
+            phone = Browser()
+            phone.send(cluster["b"], "POST", "/login", {"user": "ada"})
+            assert phone.send(cluster["b"], "GET", "/whoami").json["user"] == "ada"
+            servers.stop()
+            servers.processes.clear()
+            wait_for(lambda: not cluster.invalidations("b").connected, "the outage was noticed")
+            servers.start(port)
+            wait_for(lambda: cluster.invalidations("b").connected, "the watcher reconnected")
+            clock.advance(1)
+            # The store lost the session; b's copy went with the connection.
+            assert phone.send(cluster["b"], "GET", "/whoami").json["user"] is None
+            laptop, tablet = Browser(), Browser()
+            laptop.send(cluster["a"], "POST", "/login", {"user": "bob"})
+            tablet.send(cluster["b"], "POST", "/login", {"user": "bob"})
+            assert tablet.send(cluster["b"], "GET", "/whoami").json["user"] == "bob"
+            laptop.send(cluster["a"], "POST", "/logout?everywhere=1")
+            assert tablet.send(cluster["b"], "GET", "/whoami").json["user"] is None
+        finally:
+            cluster.close()
+    finally:
+        servers.stop()
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + CONNECT_SECONDS * 3
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting: {what}"
+        time.sleep(0.02)
