@@ -19,6 +19,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+# At module level: FastAPI resolves the (postponed) annotations of the endpoints here.
+from fastapi import FastAPI, Request
+
 KEY = "bench-secret-key-0123456789-abcdefghijklmnop"
 PROFILE = "x" * 1000  # the ~1 KB session
 WRITE_EVERY = 10  # one request in ten writes
@@ -53,8 +56,6 @@ def flask_app(settings: dict[str, Any] | None) -> Any:
 
 
 def fastapi_app(settings: dict[str, Any] | None) -> Any:
-    from fastapi import FastAPI, Request
-
     app = FastAPI()
     if settings is not None:
         from sessionkit.asgi import SessionMiddleware
@@ -148,6 +149,7 @@ class Browser:
         self.done = 0
         self.loop = asyncio.new_event_loop()
         self.loop.run_until_complete(self._go(callers[0], "POST", "/seed"))
+        self.seeded = self.cookie is not None
 
     async def _go(self, caller: Any, method: str, path: str) -> None:
         result = caller(method, path, self.cookie)
@@ -198,13 +200,18 @@ def main() -> None:
         ("hybrid", {"store": redis_url, "secret_key": KEY, "near_cache": True}, True),
     ]
     runs: dict[tuple[str, str, str], Browser] = {}
+
+    def browser(framework: str, settings: dict[str, Any] | None, count: int) -> Browser:
+        made = Browser(framework, instances(framework, settings, count))
+        if settings is not None and not made.seeded:
+            raise SystemExit(f"{framework} {settings['store']}: the seed request set no cookie")
+        return made
+
     for framework in ("flask", "fastapi"):
         for name, settings, shared in modes:
-            runs[framework, name, "affinity"] = Browser(
-                framework, instances(framework, settings, 1))
+            runs[framework, name, "affinity"] = browser(framework, settings, 1)
             if shared:
-                runs[framework, name, "misrouted"] = Browser(
-                    framework, instances(framework, settings, 2))
+                runs[framework, name, "misrouted"] = browser(framework, settings, 2)
     # Rounds interleave the runs, so a burst of load from elsewhere on the machine hits them
     # all alike; each run reports its best round (the least disturbed).
     timings: dict[tuple[str, str, str], list[float]] = {key: [] for key in runs}
