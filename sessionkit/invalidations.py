@@ -3,11 +3,12 @@
 One background thread per engine holds one RESP3 connection with
 ``CLIENT TRACKING ON BCAST PREFIX <key prefix>``: Redis then pushes the name of every session
 key any client changes or deletes — another instance's write, a log-out-everywhere, an
-expiry. Each copy named is set aside at once (never served while in doubt) and rechecked
-with one read on a second thread: if the store holds what the copy holds (the change was this
-instance's own write, or a touch), the copy is kept; else it is dropped. So with invalidations
-flowing, a change made through any instance reaches every other within the time Redis takes
-to deliver the message, and copies need no ``near_cache_max_age``.
+expiry. A copy named is dropped at once, unless this instance wrote it within the last second:
+then the change is likely its own write, so the copy is set aside (never served while in
+doubt) and rechecked with one read on a second thread, and kept if the store holds what it
+holds. So with invalidations flowing, a change made through any instance reaches every other
+within the time Redis takes to deliver the message, and copies need no
+``near_cache_max_age``.
 
 Robustness: on any error (Redis restart, failover, a killed connection, a socket silent for
 too long) every copy is dropped — an invalidation may have been missed — and the thread

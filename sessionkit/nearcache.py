@@ -48,6 +48,7 @@ import dataclasses
 import itertools
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -61,6 +62,9 @@ from .stores.base import Delete, DeleteUser, Op, Record, Store, Touch
 
 #: Random bytes of a write stamp (hex in the cookie: 8 characters).
 STAMP_BYTES = 4
+#: An invalidation this soon after a write here may be that write's own: the copy is rechecked
+#: with a store read (and kept if equal) instead of dropped.
+OWN_WRITE_SECONDS = 1.0
 
 
 def new_stamp() -> str:
@@ -79,6 +83,9 @@ class Copy:
     writing: int = 0  #: ticket of a write in flight here (0: none)
     #: Tick of a store invalidation not yet checked (0: none): not served until rechecked.
     doubt: int = 0
+    #: When (``time.monotonic``) a write here made this copy, or 0: an invalidation soon after
+    #: is likely that write's own, worth a recheck rather than a drop.
+    written: float = 0.0
 
 
 class NearCache:
@@ -158,7 +165,8 @@ class NearCache:
     def created(self, key: str, record: Record, stamp: str) -> None:
         """A new session was written: its copy is exact (nobody else knows its key yet)."""
         with self._lock:
-            self._put(key, Copy(record, stamp, record.accessed_at, next(self._ticks)))
+            self._put(key, Copy(record, stamp, record.accessed_at, next(self._ticks),
+                                written=time.monotonic()))
 
     def begin_write(self, key: str) -> tuple[int, Record | None]:
         """Mark a write in flight; return its ticket and the copy it may build on, if that
@@ -182,26 +190,29 @@ class NearCache:
             if record is not None and copy is not None and copy.writing == ticket:
                 doubt = copy.doubt
                 self._put(key, Copy(record, stamp, record.accessed_at, next(self._ticks),
-                                    doubt=doubt))
+                                    doubt=doubt, written=time.monotonic()))
                 return doubt
             self._drop(key, "invalidated")
             return 0
 
     # --- invalidations pushed by the store (``sessionkit.invalidations``) ------------------
     def invalidated(self, keys: list[str]) -> list[tuple[str, int]]:
-        """The store says ``keys`` changed: stop serving their copies until rechecked, and
-        keep reads in flight from installing what they read. Returns the copies to recheck
-        (key and tick)."""
+        """The store says ``keys`` changed. A copy this instance wrote in the last
+        ``OWN_WRITE_SECONDS`` is set aside until rechecked (the change is likely its own
+        write); any other copy is dropped; reads in flight never install what they read.
+        Returns the copies to recheck (key and tick)."""
         rechecks = []
+        recent = time.monotonic() - OWN_WRITE_SECONDS
         with self._lock:
             for key in keys:
                 copy = self._copies.get(key)
-                if copy is not None:
+                if copy is not None and (copy.writing or copy.written > recent):
                     copy.doubt = copy.tick = next(self._ticks)
                     if not copy.writing:  # a write in flight asks for its own recheck
                         rechecks.append((key, copy.doubt))
-                elif key in self._loading:
-                    self._bury(key, "invalidated", next(self._ticks))
+                elif copy is not None or key in self._loading:
+                    # Not this instance's own write: the copy goes (a read refreshes it).
+                    self._drop(key, "invalidated")
         return rechecks
 
     def confirm(self, key: str, doubt: int, found: Record | None, now: float) -> None:

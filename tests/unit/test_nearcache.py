@@ -95,3 +95,29 @@ def test_log_out_everywhere_drops_every_copy_of_the_user() -> None:
         cache.install(key, Record({}, NOW, NOW + 60, NOW, user), "s", NOW, cache.tick())
     assert cache.drop_user("ada") == 2
     assert [serve(cache, key, "s")[1] for key in "abc"] == ["invalidated", "hit", "invalidated"]
+
+
+def test_a_store_invalidation_drops_a_copy_this_instance_did_not_just_write() -> None:
+    cache = NearCache(10)
+    cache.install("k", record(cart="1"), "s1", NOW, cache.tick())
+    assert cache.invalidated(["k", "unknown"]) == []
+    assert serve(cache) == (None, "invalidated")
+
+
+def test_an_invalidation_right_after_an_own_write_is_rechecked() -> None:
+    cache = NearCache(10)
+    for store_holds, kept in (({"cart": "1"}, True), ({"cart": "other"}, False)):
+        cache.created("k", record(cart="1"), "s1")
+        [(key, doubt)] = cache.invalidated(["k"])
+        assert serve(cache) == (None, "invalidated")  # in doubt: never served meanwhile
+        cache.confirm(key, doubt, record(**store_holds), NOW)
+        assert serve(cache)[1] == ("hit" if kept else "invalidated")
+
+
+def test_an_invalidation_during_a_store_read_keeps_the_read_out() -> None:
+    cache = NearCache(10)
+    since = cache.begin_load("k")
+    assert cache.invalidated(["k"]) == []
+    assert not cache.install("k", record(cart="old"), "s1", NOW, since)
+    cache.end_load("k")
+    assert cache.install("k", record(cart="new"), "s1", NOW, cache.begin_load("k"))
