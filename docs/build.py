@@ -20,6 +20,7 @@ ROOT = DOCS.parent
 PAGES = [
     ("index.md", "Overview"),
     ("choosing-a-mode.md", "Choosing a mode"),
+    ("hybrid.md", "Hybrid mode"),
     ("fastapi.md", "FastAPI guide"),
     ("flask.md", "Flask guide"),
     ("configuration.md", "Configuration"),

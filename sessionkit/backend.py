@@ -92,3 +92,6 @@ class Backend:
     def log_id(self, token: str) -> str:
         """A short keyed hash of a session id, for logs."""
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop what the backend runs in the background (hybrid mode's invalidations)."""

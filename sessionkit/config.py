@@ -115,6 +115,13 @@ class SessionConfig:
     )
     migrate_max_age: Duration | None = None
     migrate_cookie_name: str | None = None
+    #: Hybrid mode: keep a bounded copy of the sessions this instance serves in front of a
+    #: shared store (``sessionkit.nearcache``); reads hit it when provably current.
+    near_cache: bool = False
+    near_cache_size: int = 10_000
+    #: How long a copy may serve reads without the store confirming it: the bound on seeing
+    #: a log-out-everywhere (or a concurrent write through another instance).
+    near_cache_max_age: Duration = 30.0
     jwt_private_key: str | bytes | None = dataclasses.field(default=None, repr=False)
     jwt_public_keys: Sequence[str | bytes] | None = None
     clock: Callable[[], float] = dataclasses.field(
@@ -150,6 +157,7 @@ class SessionConfig:
                 )
         self._check_affinity()
         self._check_migration()
+        self._check_near_cache()
         if isinstance(self.jwt_public_keys, str | bytes):
             object.__setattr__(self, "jwt_public_keys", (self.jwt_public_keys,))
         if not callable(self.clock):
@@ -223,6 +231,25 @@ class SessionConfig:
                 f"route_cookie {route!r} must be a valid cookie name other than cookie_name"
             )
 
+    def _check_near_cache(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "near_cache", parse_bool(self.near_cache, "near_cache"))
+        size: object = self.near_cache_size
+        if isinstance(size, str) and size.strip().isdigit():
+            size = int(size)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"near_cache_size must be a whole number of sessions, 1 or more "
+                              f"(got {self.near_cache_size!r})")
+        set_(self, "near_cache_size", size)
+        set_(self, "near_cache_max_age",
+             parse_duration(self.near_cache_max_age, "near_cache_max_age"))
+        if self.near_cache and self.scheme in ("memory", "jwt"):
+            raise ConfigError(
+                f"near_cache=True caches a shared store on each instance; {self.scheme}:// is "
+                f"not one. Use it with redis://... or a SQL URL (hybrid mode), or drop "
+                f"near_cache: memory:// already serves from this process, jwt:// from the cookie"
+            )
+
     def _check_migration(self) -> None:
         source = self.migrate_from
         if source is None:
@@ -253,6 +280,10 @@ class SessionConfig:
     @property
     def drain_seconds(self) -> float:
         return self.drain_timeout  # type: ignore[return-value]  # normalized to float
+
+    @property
+    def near_cache_seconds(self) -> float:
+        return self.near_cache_max_age  # type: ignore[return-value]  # normalized to float
 
     @property
     def absolute_seconds(self) -> float:

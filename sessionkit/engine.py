@@ -27,6 +27,7 @@ from .codecs import SessionIds, encode_value
 from .config import SessionConfig
 from .cookies import CookieWriter, cookie_values
 from .errors import ConfigError, SessionTooLarge, StoreUnavailable
+from .nearcache import NearBackend
 from .sansio import run_async, run_sync
 from .serverside import ServerSide
 from .session import Session
@@ -96,8 +97,12 @@ class SessionEngine:
         self.local = isinstance(self._io, MemoryStore)
         self._untimed: Store | None = self._io if self.local else None
         mode = "client" if cfg.scheme == "jwt" else ("local" if not self.store.shared else "shared")
+        near = self.backend if isinstance(self.backend, NearBackend) else None
         #: Hooks, counters and Prometheus text: ``engine.events.on("affinity_miss", hook)``.
-        self.events = events.Events(self.instance_id, cfg.scheme, mode)
+        self.events = events.Events(self.instance_id, cfg.scheme,
+                                    "hybrid" if near is not None else mode)
+        if near is not None:
+            near.events = self.events
         if isinstance(self._io, MemoryStore):
             self.events.live_sessions = _counter(self._io)
         self._importer = migrate.importer_for(cfg)
@@ -148,6 +153,14 @@ class SessionEngine:
                 secondaries.append(_shared_store(config.fallback_store, "fallback_store"))
         if config.migrate_from is not None and "://" in config.migrate_from:
             secondaries.append(open_store(config.migrate_from))
+        if config.near_cache:
+            if not store.shared:
+                raise ConfigError(f"near_cache=True needs a shared store (redis://, a SQL URL), "
+                                  f"not {store.name}")
+            return NearBackend(store, ids, self.instance_id, self._idle, self._absolute,
+                               tuple(secondaries), size=config.near_cache_size,
+                               max_age=config.near_cache_seconds, clock=config.clock,
+                               url=config.store)
         return ServerSide(store, ids, self.instance_id, self._idle, self._absolute,
                           tuple(secondaries))
 
@@ -210,9 +223,11 @@ class SessionEngine:
         return self._report(await run_async(self._drain_steps(), self._aperform))
 
     def close(self) -> None:
+        self.backend.close()
         self._io.close()
 
     async def aclose(self) -> None:
+        self.backend.close()
         await self._io.aclose()
 
     def _perform(self, request: Request) -> Any:

@@ -8,7 +8,7 @@ the instance and a keyed hash of the session id, never the id itself; a hook tha
 logged and never breaks a request.
 
 Metrics are ``sessionkit_*`` with the labels ``instance``, ``store`` and ``mode`` (``local``,
-``shared``, ``client``), so uneven load and broken affinity show per instance.
+``shared``, ``hybrid``, ``client``), so uneven load and broken affinity show per instance.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ EVENTS = (
     "store_error",
 )
 LOOKUPS = ("new", "hit", "not_found", "affinity_miss", "invalid", "imported")
+#: Hybrid mode: how each lookup of a session met this instance's near cache. ``hit`` needed
+#: no store round trip; every other result is a store read, by reason (``sessionkit.nearcache``).
+NEAR_CACHE = ("hit", "route_elsewhere", "stale_version", "invalidated", "evicted", "not_cached")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 COOKIE_BUCKETS = (128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0)
 
@@ -81,6 +84,8 @@ class Events:
         self.labels = {"instance": instance, "mode": mode, "store": store}
         self.lookups = dict.fromkeys(LOOKUPS, 0)
         self.counts = dict.fromkeys(EVENTS, 0)
+        #: Near-cache lookups by result (``NEAR_CACHE``); they stay 0 outside hybrid mode.
+        self.near_cache = dict.fromkeys(NEAR_CACHE, 0)
         self.store_latency = Histogram(LATENCY_BUCKETS)
         self.cookie_bytes = Histogram(COOKIE_BUCKETS)
         #: Returns how many sessions this instance holds (local stores), else None.
@@ -102,6 +107,10 @@ class Events:
     def lookup(self, result: str) -> None:
         with self._lock:
             self.lookups[result] += 1
+
+    def near(self, result: str) -> None:
+        with self._lock:
+            self.near_cache[result] += 1
 
     def emit(self, name: str, session: Callable[[], str | None] | None = None, **fields: Any
              ) -> None:
@@ -142,6 +151,12 @@ class Events:
         yield "# TYPE sessionkit_events_total counter"
         for name, n in self.counts.items():
             yield f"sessionkit_events_total{_labels({**self.labels, 'event': name})} {n}"
+        if self.labels["mode"] == "hybrid":
+            yield "# HELP sessionkit_near_cache_total Hybrid mode: lookups by near-cache result."
+            yield "# TYPE sessionkit_near_cache_total counter"
+            for result, n in self.near_cache.items():
+                labels = _labels({**self.labels, "result": result})
+                yield f"sessionkit_near_cache_total{labels} {n}"
         yield "# HELP sessionkit_store_errors_total Store operations that failed (store down)."
         yield "# TYPE sessionkit_store_errors_total counter"
         yield f"sessionkit_store_errors_total{base} {self.counts['store_error']}"

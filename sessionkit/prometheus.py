@@ -39,6 +39,13 @@ class SessionCollector(Collector):
         for name, n in events.counts.items():
             lifecycle.add_metric([*values, name], n)
         yield lifecycle
+        if events.labels["mode"] == "hybrid":
+            near = CounterMetricFamily("sessionkit_near_cache",
+                                       "Hybrid mode: lookups by near-cache result.",
+                                       labels=[*names, "result"])
+            for result, n in events.near_cache.items():
+                near.add_metric([*values, result], n)
+            yield near
         errors = CounterMetricFamily("sessionkit_store_errors",
                                      "Store operations that failed (store down).", labels=names)
         errors.add_metric(values, events.counts["store_error"])

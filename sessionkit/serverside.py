@@ -1,10 +1,17 @@
-"""Server-side sessions: the cookie carries ``<id>.<instance>``, a store keeps the data."""
+"""Server-side sessions: the cookie carries ``<id>.<instance>``, a store keeps the data.
+
+Hybrid mode (``sessionkit.nearcache``) adds a write stamp to the id part:
+``<id>~<stamp>.<instance>``. The route stays what follows the only ``.``; this backend reads
+such cookies too (ignoring the stamp), so switching hybrid mode off logs nobody out.
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Mapping
+from typing import NamedTuple
 
 from .affinity import split_route
 from .backend import Backend, Found, Lookup, Miss, Steps
@@ -13,9 +20,22 @@ from .session import Session
 from .stores.base import Create, Delete, Load, On, Record, Store, Touch, Update
 
 logger = logging.getLogger("sessionkit")
-_MAX_COOKIE_VALUE = TOKEN_LENGTH + 1 + 63
+STAMP_SEPARATOR = "~"
+MAX_STAMP_LENGTH = 16
+_STAMP_RE = re.compile(rf"[0-9a-z]{{1,{MAX_STAMP_LENGTH}}}")
+_MAX_COOKIE_VALUE = TOKEN_LENGTH + 1 + MAX_STAMP_LENGTH + 1 + 63
 INVALID = Miss("invalid")
 VERIFIED_CACHE_SIZE = 8192
+
+
+class Cookie(NamedTuple):
+    """An authentic server-side cookie value, taken apart."""
+
+    token: str
+    key: str  #: the store key
+    generation: int  #: index of the secret that issued it
+    route: str | None  #: the instance it names
+    stamp: str  #: hybrid mode's write stamp ("" when absent)
 
 
 class ServerSide(Backend):
@@ -39,18 +59,33 @@ class ServerSide(Backend):
         self._idle = idle
         self._absolute = absolute
 
-    def lookup(self, value: str, now: float) -> Steps[Lookup]:
-        # Everything about the cookie is checked before any store lookup.
+    def parse(self, value: str) -> Cookie | Miss:
+        """What a cookie value says, checked (length, characters, authenticity) before any
+        store lookup."""
         if len(value) > _MAX_COOKIE_VALUE:
             return INVALID
         parts = split_route(value)
         if parts is None:
             return INVALID
         token, route = parts
+        token, _, stamp = token.partition(STAMP_SEPARATOR)
+        if stamp and not _STAMP_RE.fullmatch(stamp):
+            return Miss("invalid", route)
         verified = self._verify(token)
         if verified is None:
             return Miss("invalid", route)
         key, generation = verified
+        return Cookie(token, key, generation, route, stamp)
+
+    def lookup(self, value: str, now: float) -> Steps[Lookup]:
+        cookie = self.parse(value)
+        if isinstance(cookie, Miss):
+            return cookie
+        return (yield from self.read(cookie, now))
+
+    def read(self, cookie: Cookie, now: float) -> Steps[Lookup]:
+        """Read the session a parsed cookie names from the store (or a secondary)."""
+        token, key, generation, route = cookie.token, cookie.key, cookie.generation, cookie.route
         load = Load(key, now, self._idle, self._absolute)
         record: Record | None = yield load
         moved = False
@@ -63,6 +98,9 @@ class ServerSide(Backend):
             return self.miss(route)
         local = not self.store.shared
         reroute = local and (moved or (route is not None and route != self.instance_id))
+        # A hybrid-mode cookie: re-issue it without the stamp, or a hybrid instance it names
+        # could take this instance's writes for its own copy's version (mixed fleets).
+        reroute = reroute or bool(cookie.stamp)
         return Found(record, token, key, route, generation, reroute)
 
     def _move(self, secondary: Store, key: str, load: Load) -> Steps[Record | None]:
@@ -95,13 +133,21 @@ class ServerSide(Backend):
         self, session: Session, changes: Mapping[str, str], removed: tuple[str, ...],
         record: Record,
     ) -> Steps[str | None]:
+        yield from self.write(session, changes, removed, record)
+        return None
+
+    def write(
+        self, session: Session, changes: Mapping[str, str], removed: tuple[str, ...],
+        record: Record,
+    ) -> Steps[bool]:
+        """Merge a request's changes into the stored session; False if it was destroyed."""
         assert session._key is not None
         # The deadline slides on the same steps for writes as for reads (see the engine's
         # TOUCH_FRACTION): until a step is due it stays the one stored.
         slide = self.slides_on_load or session._touch
         if not slide:
             record.expires_at = session._expires_at
-        stored = yield Update(
+        stored: bool = yield Update(
             session._key, changes, removed, record.user_id, session._user_changed,
             record.accessed_at, record.expires_at, session._raw, session._version,
             self._absolute, slide,
@@ -111,7 +157,7 @@ class ServerSide(Backend):
                 "sessionkit: session %s was destroyed by another request; this request's "
                 "changes were dropped", self.log_id(session._token or ""),
             )
-        return None
+        return stored
 
     def touch(self, session: Session, record: Record) -> Steps[str | None]:
         assert session._key is not None
