@@ -72,7 +72,8 @@ def test_counters_follow_what_clients_did(framework: str, monkeypatch: pytest.Mo
     assert after["live_sessions"] == 1
     assert after["cookie_bytes"]["count"] >= 1
     assert after["cookie_bytes"]["p99"] in (128.0, 256.0, 512.0)
-    assert after["store_latency_ms"]["count"] >= 3
+    # memory:// operations are not timed (they cost less than timing them): no latency shown
+    assert after["store_latency_ms"]["count"] == 0
     assert snapshot(other)["instances"][0]["lookups"]["affinity_miss"] == 1
 
 
