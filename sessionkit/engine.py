@@ -398,7 +398,7 @@ class SessionEngine:
         else:
             changes, removed = delta if delta is not None else session._delta()
             if changes or removed or session._user_changed or session._force:
-                record.fields = session._fields()
+                record.fields = session._fields(changes)
                 value = yield from backend.update(session, changes, removed, record)
                 event = "saved"
             elif session._touch:

@@ -253,10 +253,14 @@ class Session(MutableMapping[str, Any]):
                 changes[key] = text
         return changes, tuple(self._removed)
 
-    def _fields(self) -> dict[str, str]:
-        """Every key's encoded value, for writing the whole record."""
+    def _fields(self, changes: dict[str, str] | None = None) -> dict[str, str]:
+        """Every key's encoded value, for writing the whole record. Given ``_delta()``'s
+        changes, nothing is encoded again: a value not among them is unchanged."""
         removed = self._removed
         fields = {k: t for k, t in self._raw.items() if k not in removed}
+        if changes is not None:
+            fields.update(changes)
+            return fields
         for key, value in self._values.items():
             fields[key] = encode_value(key, value)
         return fields

@@ -23,7 +23,6 @@ PyJWT checks the signature; the claims are checked here, against the engine's cl
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import hmac
 import json
@@ -31,7 +30,10 @@ import logging
 import math
 import re
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from json.encoder import encode_basestring
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
@@ -233,8 +235,9 @@ class JwtBackend(Backend):
         self._absolute = config.absolute_seconds
         self._clock = config.clock
         # Verifying a token depends on nothing but the token: remember the last few thousand,
-        # so a browser sending the same cookie again costs a dictionary lookup.
-        self._decode = functools.lru_cache(maxsize=TOKEN_CACHE_SIZE)(self._decode_uncached)
+        # so a browser sending the same cookie again costs a dictionary lookup. Tokens issued
+        # here are remembered as they are signed: the next request brings them back.
+        self._known = _KnownTokens(TOKEN_CACHE_SIZE)
         root = config.secret_keys[0] if config.secret_keys else _key_bytes(self.keys.sign)
         self._user_key = hmac.digest(root, b"sessionkit/v1 jwt-user", "sha256")
 
@@ -259,6 +262,13 @@ class JwtBackend(Backend):
                 if marker is not None and _not_before(marker) >= record.created_at:
                     return NOT_FOUND
         return Found(record, token.sid, token.sid, None, 0 if token.kid == self.keys.kid else 1)
+
+    def _decode(self, value: str) -> Token | None:
+        token: Token | None = self._known.get(value, _UNKNOWN)
+        if token is _UNKNOWN:
+            token = self._decode_uncached(value)
+            self._known.put(value, token)
+        return token
 
     def _decode_uncached(self, value: str) -> Token | None:
         """The token if it is authentic, well-formed and for us; None otherwise. Time is
@@ -357,26 +367,57 @@ class JwtBackend(Backend):
         text, so nothing is encoded twice."""
         now = record.accessed_at
         claims = [
-            f'"sid":{json.dumps(sid)}',
+            f'"sid":{encode_basestring(sid)}',
             f'"iat":{int(now)}',
             f'"nbf":{int(now)}',
             f'"exp":{int(record.expires_at)}',
             f'"ct":{record.created_at!r}',
         ]
         if record.user_id is not None:
-            claims.append(f'"uid":{encode_value("user_id", record.user_id)}')
+            claims.append(f'"uid":{encode_basestring(record.user_id)}')
         if self.options.issuer is not None:
             claims.append(f'"iss":{json.dumps(self.options.issuer)}')
         if self.options.audience is not None:
             claims.append(f'"aud":{json.dumps(self.options.audience)}')
-        data = ",".join(f"{encode_value('key', k)}:{v}" for k, v in record.fields.items())
+        data = ",".join(f"{encode_basestring(k)}:{v}" for k, v in record.fields.items())
         payload = "{" + ",".join(claims) + ',"d":{' + data + "}}"
         signing_input = self.keys.header_b64 + "." + _b64(payload.encode())
         signature = self.keys.alg.sign(signing_input.encode("ascii"), self.keys.sign)
-        return signing_input + "." + _b64(signature)
+        token = signing_input + "." + _b64(signature)
+        self._known.put(token, Token(
+            sid, self.keys.kid, float(int(record.expires_at)), float(int(now)),
+            float(int(now)), record.created_at, record.user_id, dict(record.fields)))
+        return token
 
     def _user_marker(self, user_id: str) -> str:
         return "u." + _b64(hmac.digest(self._user_key, user_id.encode(), "sha256")[:16])
+
+
+_UNKNOWN: Any = object()
+
+
+class _KnownTokens:
+    """A bounded LRU map of token → what it says (``None`` for a token that failed): like
+    ``functools.lru_cache``, but tokens signed here can be put in as they are issued."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[str, Token | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, value: str, default: Any) -> Any:
+        with self._lock:
+            token = self._items.get(value, default)
+            if token is not default:
+                self._items.move_to_end(value)
+            return token
+
+    def put(self, value: str, token: Token | None) -> None:
+        with self._lock:
+            self._items[value] = token
+            self._items.move_to_end(value)
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
 
 
 def _key_bytes(private_key: Any) -> bytes:

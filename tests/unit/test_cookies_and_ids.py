@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sessionkit import SessionConfig, SessionTooLarge
 from sessionkit.codecs import SessionIds
@@ -75,3 +79,18 @@ def test_cookie_writer_forces_secure_for_prefixed_names() -> None:
 def test_cookie_secure_false_never_sends_secure() -> None:
     writer = CookieWriter(SessionConfig(secret_key=KEY, cookie_secure=False))
     assert "Secure" not in writer.set("v", max_age=10, now=0, https=True)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("session=ab;, \t\"\n\x0b.") + ["é"]), max_size=60))
+def test_cookie_values_splits_exactly_like_a_regex_on_semicolons_and_commas(header: str) -> None:
+    """The parser splits with str methods for speed; it must agree with the plain reading."""
+    expected = []
+    for piece in re.split(r"[;,]", header):
+        piece = piece.strip()
+        if piece.startswith("session="):
+            value = piece[len("session="):].strip()
+            if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+                value = value[1:-1]
+            expected.append(value)
+    assert cookie_values(header, "session") == expected
