@@ -83,12 +83,12 @@ def _flask(configure: Callable[[Any], None] | None) -> Any:
 INSTANCE = {"id": "bench"}
 
 
-def _flask_sessionkit(store: str) -> Callable[[Any], None]:
+def _flask_sessionkit(store: str, **extra: Any) -> Callable[[Any], None]:
     def configure(app: Any) -> None:
         from sessionkit.flask import SessionKit
 
         SessionKit(app, store=store, secret_key=KEY, instance_id=INSTANCE["id"],
-                   idle_timeout=IDLE)
+                   idle_timeout=IDLE, **extra)
 
     return configure
 
@@ -152,12 +152,12 @@ def _fastapi(configure: Callable[[Any], None] | None) -> Any:
     return app
 
 
-def _fastapi_sessionkit(store: str) -> Callable[[Any], None]:
+def _fastapi_sessionkit(store: str, **extra: Any) -> Callable[[Any], None]:
     def configure(app: Any) -> None:
         from sessionkit.asgi import SessionMiddleware
 
         app.add_middleware(SessionMiddleware, store=store, secret_key=KEY,
-                           instance_id=INSTANCE["id"], idle_timeout=IDLE)
+                           instance_id=INSTANCE["id"], idle_timeout=IDLE, **extra)
 
     return configure
 
@@ -183,13 +183,24 @@ def _starlette_cookie(app: Any) -> None:
 
 
 # --- the catalogue ----------------------------------------------------------------------------
-def build(name: str, urls: dict[str, str]) -> Any:
-    """The app called ``name``; ``urls`` gives the ``redis`` and ``postgresql`` URLs."""
+def build(name: str, urls: dict[str, str], instance: str | None = None) -> Any:
+    """The app called ``name``; ``urls`` gives the ``redis`` and ``postgresql`` URLs;
+    ``instance`` names sessionkit's instance (several apps stand for several instances)."""
+    previous = INSTANCE["id"]
+    INSTANCE["id"] = instance or previous
+    try:
+        return _build(name, urls)
+    finally:
+        INSTANCE["id"] = previous
+
+
+def _build(name: str, urls: dict[str, str]) -> Any:
     framework, _, library = name.partition("/")
     redis_url, sql_url = urls.get("redis", ""), urls.get("postgresql", "")
     flask: dict[str, Callable[[], Callable[[Any], None] | None]] = {
         "none": lambda: None,
         "sessionkit-memory": lambda: _flask_sessionkit("memory://"),
+        "sessionkit-hybrid": lambda: _flask_sessionkit(redis_url, near_cache=True),
         "sessionkit-redis": lambda: _flask_sessionkit(redis_url),
         "flask-session-redis": lambda: _flask_session_redis(redis_url),
         "sessionkit-jwt": lambda: _flask_sessionkit("jwt://"),
@@ -201,6 +212,7 @@ def build(name: str, urls: dict[str, str]) -> Any:
     fastapi: dict[str, Callable[[], Callable[[Any], None] | None]] = {
         "none": lambda: None,
         "sessionkit-memory": lambda: _fastapi_sessionkit("memory://"),
+        "sessionkit-hybrid": lambda: _fastapi_sessionkit(redis_url, near_cache=True),
         "sessionkit-redis": lambda: _fastapi_sessionkit(redis_url),
         "starsessions-redis": lambda: _starsessions_redis(redis_url),
         "sessionkit-jwt": lambda: _fastapi_sessionkit("jwt://"),

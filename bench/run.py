@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.metadata
+import logging
 import os
 import platform
 import statistics
@@ -29,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import apps, processes
-from bench.workload import InProcess, OverHttp, Result, plan
+from bench.workload import InProcess, Misrouted, OverHttp, Result, plan
 
 CLIENTS = 100
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -44,6 +45,12 @@ class Pair:
     #: sessionkit's requests/s over the peer's must reach this (None: no target).
     target: float | None
     needs: str = ""
+    #: Two instances, every request sent to the one its cookie does not name.
+    misrouted: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.ours + (" (misrouted)" if self.misrouted else "")
 
     @property
     def is_async(self) -> bool:
@@ -59,6 +66,12 @@ PAIRS = [
     Pair("local", "fastapi", "sessionkit-memory", "none", 0.95),
     Pair("shared", "flask", "sessionkit-postgresql", "flask-session-sqlalchemy", None,
          "postgresql"),
+    Pair("hybrid", "flask", "sessionkit-hybrid", "none", 0.9, "redis"),
+    Pair("hybrid", "fastapi", "sessionkit-hybrid", "none", 0.9, "redis"),
+    Pair("hybrid", "flask", "sessionkit-hybrid", "sessionkit-redis", 1.0, "redis", True),
+    Pair("hybrid", "fastapi", "sessionkit-hybrid", "sessionkit-redis", 1.0, "redis", True),
+    Pair("hybrid", "flask", "sessionkit-hybrid", "sessionkit-redis", None, "redis"),
+    Pair("hybrid", "fastapi", "sessionkit-hybrid", "sessionkit-redis", None, "redis"),
 ]
 
 
@@ -84,8 +97,14 @@ class Row:
 
 # --- one comparison -----------------------------------------------------------------------------
 def compare_in_process(pair: Pair, urls: dict[str, str], seconds: float, rounds: int) -> Row:
-    drivers = [InProcess(apps.build(f"{pair.framework}/{name}", urls), pair.is_async, CLIENTS)
-               for name in (pair.ours, pair.peer)]
+    drivers: list[InProcess] = []
+    for name in (pair.ours, pair.peer):
+        variant = f"{pair.framework}/{name}"
+        if pair.misrouted:
+            instances = {i: apps.build(variant, urls, instance=i) for i in ("a", "b")}
+            drivers.append(Misrouted(instances, pair.is_async, CLIENTS))
+        else:
+            drivers.append(InProcess(apps.build(variant, urls), pair.is_async, CLIENTS))
     try:
         for driver, name in zip(drivers, (pair.ours, pair.peer), strict=True):
             driver.seed(sessions=name != "none")
@@ -140,6 +159,7 @@ def redis_commands(urls: dict[str, str]) -> list[tuple[str, float, float, float]
     found = []
     try:
         for name in ("flask/sessionkit-redis", "fastapi/sessionkit-redis",
+                     "flask/sessionkit-hybrid", "fastapi/sessionkit-hybrid",
                      "flask/flask-session-redis", "fastapi/starsessions-redis"):
             driver = InProcess(apps.build(name, urls), name.startswith("fastapi"), CLIENTS)
             try:
@@ -225,7 +245,7 @@ def versions(urls: dict[str, str]) -> list[str]:
 
 def print_rows(title: str, rows: list[Row]) -> None:
     print(f"\n{title}")
-    header = (f"{'mode':<7} {'framework':<8} {'sessionkit':<22} {'peer':<25} {'req/s':>8} "
+    header = (f"{'mode':<7} {'framework':<8} {'sessionkit':<30} {'peer':<25} {'req/s':>8} "
               f"{'peer req/s':>10} {'ratio':>6} {'target':>7} {'p50/p99 µs':>13} "
               f"{'peer p50/p99':>13}")
     print(header)
@@ -235,7 +255,7 @@ def print_rows(title: str, rows: list[Row]) -> None:
         target = f">={pair.target:.2f}" if pair.target is not None else "-"
         ours = f"{row.ours.percentile(0.5):.0f}/{row.ours.percentile(0.99):.0f}"
         peer = f"{row.peer.percentile(0.5):.0f}/{row.peer.percentile(0.99):.0f}"
-        print(f"{pair.mode:<7} {pair.framework:<8} {pair.ours:<22} {pair.peer:<25} "
+        print(f"{pair.mode:<7} {pair.framework:<8} {pair.label:<30} {pair.peer:<25} "
               f"{row.ours_rate:>8.0f} {row.peer_rate:>10.0f} {row.ratio:>6.2f} {target:>7} "
               f"{ours:>13} {peer:>13} {row.verdict}")
 
@@ -262,7 +282,11 @@ def services() -> Iterator[dict[str, str]]:
         sql = postgres_url()
         if sql:
             urls["postgresql"] = sql
-        yield urls
+        try:
+            yield urls
+        finally:
+            # The private Redis stops next: hybrid engines still running would report it.
+            logging.getLogger("sessionkit").setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -297,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, read, write, mix in redis_commands(urls):
             print(f"{name:<30} {read:>6.2f} {write:>6.2f} {mix:>10.2f}")
         if not args.skip_servers:
-            served = [compare_over_http(p, urls, args.requests, args.rounds) for p in pairs]
+            served = [compare_over_http(p, urls, args.requests, args.rounds) for p in pairs
+                      if not p.misrouted]
             print_rows("over real servers on loopback (gunicorn gthread / uvicorn, 1 worker, "
                        "8 keep-alive connections)", served)
     return 0

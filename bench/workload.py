@@ -106,8 +106,12 @@ class InProcess:
             return self.loop.run_until_complete(self._arun(steps))
         return self._run(steps)
 
+    def pick(self, jar: Jar) -> Any:
+        """The app (instance) that serves this client's next request."""
+        return self.app
+
     def _run(self, steps: list[tuple[int, str, str]]) -> Result:
-        app, jars = self.app, self.jars
+        pick, jars = self.pick, self.jars
         latencies: list[float] = []
         errors = 0
         captured: list[Any] = []
@@ -120,6 +124,7 @@ class InProcess:
         for client, method, path in steps:
             jar = jars[client]
             environ = _environ(method, path, jar.header())
+            app = pick(jar)
             started = clock()
             body = app(environ, start_response)
             for _chunk in body:
@@ -135,7 +140,7 @@ class InProcess:
         return Result(clock() - begin, len(steps), latencies, errors)
 
     async def _arun(self, steps: list[tuple[int, str, str]]) -> Result:
-        app, jars = self.app, self.jars
+        pick, jars = self.pick, self.jars
         latencies: list[float] = []
         errors = 0
         clock = time.perf_counter
@@ -151,6 +156,7 @@ class InProcess:
         begin = clock()
         for client, method, path in steps:
             jar = jars[client]
+            app = pick(jar)
             started = clock()
             await app(_scope(method, path, jar.header()), receive, send)
             latencies.append(clock() - started)
@@ -160,6 +166,23 @@ class InProcess:
             jar.update(v.decode("latin-1") for k, v in message["headers"]
                        if k.lower() == b"set-cookie")
         return Result(clock() - begin, len(steps), latencies, errors)
+
+
+class Misrouted(InProcess):
+    """Two instances of one app, and a load balancer that always gets affinity wrong: each
+    request goes to the instance its cookie does *not* name (hybrid mode's worst case)."""
+
+    def __init__(self, apps: dict[str, Any], is_async: bool, clients: int) -> None:
+        super().__init__(None, is_async, clients)
+        self.apps = apps
+        self.first = next(iter(apps.values()))
+
+    def pick(self, jar: Jar) -> Any:
+        value = jar.cookies.get("session")
+        if value is None:
+            return self.first
+        route = value.rpartition(".")[2]
+        return next(app for name, app in self.apps.items() if name != route)
 
 
 def _check_seeded(jars: list[Jar], sessions: bool) -> None:

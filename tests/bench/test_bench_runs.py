@@ -21,6 +21,14 @@ PAIRS = [
     ("flask", "sessionkit-memory", "none"),
     ("fastapi", "sessionkit-memory", "none"),
     ("flask", "sessionkit-postgresql", "flask-session-sqlalchemy"),
+    ("flask", "sessionkit-hybrid", "none"),
+    ("fastapi", "sessionkit-hybrid", "none"),
+    ("flask", "sessionkit-hybrid", "sessionkit-redis"),
+    ("fastapi", "sessionkit-hybrid", "sessionkit-redis"),
+]
+MISROUTED = [
+    ("flask", r"sessionkit-hybrid \(misrouted\)", "sessionkit-redis"),
+    ("fastapi", r"sessionkit-hybrid \(misrouted\)", "sessionkit-redis"),
 ]
 
 
@@ -38,7 +46,11 @@ def test_quick_bench_compares_every_pair_and_counts_redis_commands() -> None:
         for framework, ours, peer in PAIRS:
             assert re.search(rf"{framework}\s+{ours}\s+{peer}\s+\d+\s+\d+\s+\d+\.\d\d", section), (
                 framework, ours, peer, section)
+    for framework, ours, peer in MISROUTED:  # two instances in-process only
+        assert re.search(rf"{framework}\s+{ours}\s+{peer}\s+\d+", in_process)
     counts = dict(re.findall(r"^(\S+/\S+)\s+(\d\.\d\d\s+\d\.\d\d)\s+\d\.\d\d$", out, re.M))
     assert counts["flask/sessionkit-redis"].split() == ["1.00", "2.00"]
     assert counts["fastapi/sessionkit-redis"].split() == ["1.00", "2.00"]
     assert counts["flask/flask-session-redis"].split() == ["2.00", "2.00"]
+    # hybrid with affinity intact: reads from the near cache, writes go through
+    assert float(counts["flask/sessionkit-hybrid"].split()[0]) < 0.5
