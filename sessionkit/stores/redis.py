@@ -65,6 +65,7 @@ _UNAVAILABLE = (
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
     redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,  # full under maxmemory-policy noeviction: writes refused
     redis.exceptions.ClusterDownError,
     redis.exceptions.TryAgainError,
     OSError,
@@ -93,6 +94,7 @@ class RedisStore(Store):
         self._sync_factory = sync_factory
         self._async_factory = async_factory
         self._sync_client: Any = None
+        self._policy_checked = False
         # redis.asyncio clients belong to the event loop that made them.
         self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
@@ -143,12 +145,16 @@ class RedisStore(Store):
     # --- I/O: the only code that touches a client --------------------------------------------
     def execute(self, op: Op) -> Any:
         try:
+            if not self._policy_checked:
+                run_sync(self._check_policy(), self._send)
             return run_sync(getattr(self, op.method)(op), self._send)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(self.name, exc) from exc
 
     async def aexecute(self, op: Op) -> Any:
         try:
+            if not self._policy_checked:
+                await run_async(self._check_policy(), self._asend)
             return await run_async(getattr(self, op.method)(op), self._asend)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(self.name, exc) from exc
@@ -187,6 +193,31 @@ class RedisStore(Store):
             await _close_async(client)
 
     # --- operations (no I/O: they yield commands) -----------------------------------------
+    def _check_policy(self) -> Steps:
+        """Warn once if Redis may evict sessions to free memory: every session has a TTL, so
+        ``volatile-*`` policies evict them as surely as ``allkeys-*``; only ``noeviction``
+        keeps them (writes then fail with an error instead of logging people out). A server
+        that refuses ``CONFIG`` (managed Redis) is not checked."""
+        self._policy_checked = True
+        try:
+            [reply] = yield [("config_get", ("maxmemory-policy",))]
+        except redis.exceptions.ResponseError:
+            logger.debug("sessionkit: %s refuses CONFIG GET; eviction policy not checked",
+                         self.name)
+            return None
+        except BaseException:
+            self._policy_checked = False  # not reachable yet: check on the next operation
+            raise
+        policy = _eviction_policy(reply)
+        if policy is not None and policy != "noeviction":
+            logger.warning(
+                "sessionkit: %s has maxmemory-policy %s: when it reaches maxmemory it evicts "
+                "sessions (everyone evicted is logged out, their carts lost). Set "
+                "maxmemory-policy noeviction for the sessions' Redis",
+                self.name, policy,
+            )
+        return None
+
     def _key(self, store_key: str) -> str:
         return self.prefix + store_key
 
@@ -337,6 +368,20 @@ class RedisStore(Store):
     def _bind(self, user_id: str, store_key: str, absolute: float) -> list[Command]:
         user_key = self._user_key(user_id)
         return [("sadd", (user_key, store_key)), ("pexpire", (user_key, _ms(absolute)))]
+
+
+def _eviction_policy(reply: Any) -> str | None:
+    """The ``maxmemory-policy`` in a ``CONFIG GET`` reply (a cluster answers per node)."""
+    if not isinstance(reply, dict):
+        return None
+    for name, value in reply.items():
+        if isinstance(value, dict):
+            found = _eviction_policy(value)
+            if found is not None:
+                return found
+        elif name in ("maxmemory-policy", b"maxmemory-policy"):
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None
 
 
 def _parse(raw: dict[bytes, bytes]) -> Record | None:
