@@ -62,6 +62,7 @@ def test_sigkill_under_load_gives_503_then_recovers_with_nothing_lost(
         after = load.statuses
         lost = load.lost_keys()
         load.close()
+        print(f"redis SIGKILL/{kind}: answers {dict(after)}")
         assert load.problems == []  # no 500, every 503 with Retry-After and no Set-Cookie
         assert before_kill > 0 and during[503] > 0  # the fault hit the load
         assert after[200] > during[200]  # and the service came back without a restart
