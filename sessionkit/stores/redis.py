@@ -56,6 +56,8 @@ return 1
 """
 DEFAULT_PREFIX = "sessionkit:"
 DEFAULT_TIMEOUT = 2.0  # seconds: a store that does not answer is down, not slow
+ASYNC_POOL_SIZE = 100  # connections per event loop (redis.asyncio's default)
+POOL_WAIT_SECONDS = 20.0  # the most a command waits for a free pooled connection
 Command: TypeAlias = tuple[str, tuple[Any, ...]]
 Steps: TypeAlias = Generator[list[Command], list[Any], Any]
 
@@ -126,7 +128,12 @@ class RedisStore(Store):
                 return redis.Redis.from_url(plain)
 
             def async_factory() -> Any:
-                return redis.asyncio.Redis.from_url(plain)
+                # redis.asyncio's default pool *refuses* a command beyond 100 connections in
+                # use (a 503 for a burst of requests on a healthy Redis); this one waits for a
+                # free connection instead. ``max_connections`` in the URL still applies.
+                pool = redis.asyncio.BlockingConnectionPool.from_url(
+                    plain, max_connections=ASYNC_POOL_SIZE, timeout=POOL_WAIT_SECONDS)
+                return redis.asyncio.Redis.from_pool(pool)
 
         return cls(sync_factory, async_factory, name=name, prefix=prefix)
 
