@@ -10,12 +10,15 @@ session, waits ``SLOW_SECONDS``, then adds a key), ``POST /login`` (regenerates 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
 from sessionkit import SessionConfig
 
 SLOW_SECONDS = 0.5
+#: Set by ``/slow`` once it holds the loaded session (for servers running in the test process).
+slow_loaded = threading.Event()
 
 
 def wsgi_app(**settings: Any) -> Any:
@@ -38,6 +41,7 @@ def wsgi_app(**settings: Any) -> Any:
     @app.post("/slow/<key>")
     def slow(key: str) -> Any:
         session.get("x")  # loaded now, before the wait
+        slow_loaded.set()
         time.sleep(SLOW_SECONDS)
         session[key] = True
         return jsonify(ok=True)
@@ -72,6 +76,7 @@ def asgi_app(**settings: Any) -> Any:
 
     async def slow(request: Request) -> JSONResponse:
         request.session.get("x")
+        slow_loaded.set()
         await asyncio.sleep(SLOW_SECONDS)
         request.session[request.path_params["key"]] = True
         return JSONResponse({"ok": True})
