@@ -41,7 +41,7 @@ def seeded(test: Any) -> Any:
     return seed(int(SEED))(test)
 
 
-class bounded:  # noqa: N801  (reads as a clause: ``with bounded():``)
+class bounded:  # a lower-case name: it reads as a clause, ``with bounded():``
     """Asserts that the block took at most ``MAX_SECONDS_PER_INPUT``."""
 
     def __enter__(self) -> None:

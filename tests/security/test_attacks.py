@@ -177,7 +177,7 @@ def test_a_pickle_planted_in_a_store_row_is_never_unpickled(
     shop = ShopClient(framework, make_app(framework, config))
     shop.call("POST", "/cart/apple")
     store: Any = engine_of(shop.app).store
-    [[(key, record)]] = list(store.iter_records())
+    [[(key, _record)]] = list(store.iter_records())
     marker = tmp_path / "pwned"
     payload = pickle.dumps(Exploit(marker))
     _plant(mode, config.store, store, key, payload)
