@@ -18,13 +18,15 @@ from hypothesis import strategies as st
 
 EXAMPLES = int(os.environ.get("SESSIONKIT_FUZZ_EXAMPLES", "10000"))
 SEED = os.environ.get("SESSIONKIT_FUZZ_SEED")
-#: The most one input may take through any target. Parsing is linear and inputs are at most
-#: ~64 KB, so real costs are well under a millisecond; the margin absorbs a loaded CI machine.
+#: The most CPU time one input may take through any target. Parsing is linear and inputs are
+#: at most ~64 KB, so real costs are a few milliseconds; a second means a blow-up (quadratic
+#: parsing, catastrophic regex backtracking). CPU time of this thread, not wall time: a busy
+#: machine (CI runners, shared hosts) must not fail the check.
 MAX_SECONDS_PER_INPUT = 1.0
 
 FUZZ = settings(
     max_examples=EXAMPLES,
-    deadline=None,  # asserted by ``bounded`` instead: hypothesis' deadline is flaky under load
+    deadline=None,  # ``bounded`` asserts CPU time instead: wall-clock deadlines flake under load
     derandomize=SEED is None,
     database=None,
     suppress_health_check=list(HealthCheck),
@@ -42,15 +44,15 @@ def seeded(test: Any) -> Any:
 
 
 class bounded:  # a lower-case name: it reads as a clause, ``with bounded():``
-    """Asserts that the block took at most ``MAX_SECONDS_PER_INPUT``."""
+    """Asserts that the block used at most ``MAX_SECONDS_PER_INPUT`` of CPU time."""
 
     def __enter__(self) -> None:
-        self.started = time.perf_counter()
+        self.started = time.thread_time()
 
     def __exit__(self, kind: object, *rest: object) -> None:
-        elapsed = time.perf_counter() - self.started
+        elapsed = time.thread_time() - self.started
         if kind is None:
-            assert elapsed < MAX_SECONDS_PER_INPUT, f"one input took {elapsed:.3f}s"
+            assert elapsed < MAX_SECONDS_PER_INPUT, f"one input took {elapsed:.3f}s of CPU"
 
 
 # --- characters and pieces an attacker likes ----------------------------------------------------
