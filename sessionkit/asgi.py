@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ._http import UNAVAILABLE_BODY, add_vary_cookie, unavailable
+from ._http import UNAVAILABLE_BODY, add_vary_cookie, saves_session, unavailable
 from .config import SessionConfig
 from .engine import SessionEngine
 from .errors import StoreUnavailable
@@ -68,9 +68,9 @@ class SessionMiddleware:
 
         async def send_with_session(message: Message) -> None:
             nonlocal started
-            if message["type"] == "http.response.start" and not isinstance(
-                session, UnavailableSession
-            ):
+            if (message["type"] == "http.response.start"
+                    and not isinstance(session, UnavailableSession)
+                    and saves_session(message["status"])):
                 result = await engine.acommit(session, https=https)
                 if result.vary or result.set_cookies or result.headers:
                     headers = list(message.get("headers", ()))

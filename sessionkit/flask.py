@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, Response, current_app, request
 from flask.sessions import SessionInterface, SessionMixin
 
-from ._http import UNAVAILABLE_BODY, add_vary_cookie, unavailable
+from ._http import UNAVAILABLE_BODY, add_vary_cookie, saves_session, unavailable
 from .config import SessionConfig
 from .engine import SessionEngine
 from .errors import ConfigError, StoreUnavailable
@@ -56,6 +56,8 @@ class SessionKitInterface(SessionInterface):
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         assert isinstance(session, Session)
+        if not saves_session(response.status_code):
+            return
         try:
             result = self.engine.commit(session, https=request.is_secure)
         except StoreUnavailable as error:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, TypeAlias
 
-from ._http import UNAVAILABLE_BODY, add_vary_cookie, unavailable
+from ._http import UNAVAILABLE_BODY, add_vary_cookie, saves_session, unavailable
 from .config import SessionConfig
 from .engine import SessionEngine
 from .errors import StoreUnavailable
@@ -47,7 +47,8 @@ class SessionMiddleware:
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
         ) -> Any:
             nonlocal started
-            if not started and not isinstance(session, UnavailableSession):
+            if (not started and not isinstance(session, UnavailableSession)
+                    and saves_session(_status_code(status))):
                 result = engine.commit(session, https=https)
                 if result.vary or result.set_cookies or result.headers:
                     headers = list(headers)
@@ -67,6 +68,13 @@ class SessionMiddleware:
                 "503 Service Unavailable", unavailable(error, engine.config.retry_after)
             )
             return [UNAVAILABLE_BODY]
+
+
+def _status_code(status: str) -> int:
+    try:
+        return int(status[:3])
+    except ValueError:
+        return 500  # not a status line: the app is broken, nothing it did is saved
 
 
 def merge_vary(headers: list[tuple[str, str]]) -> None:

@@ -56,6 +56,8 @@ return 1
 """
 DEFAULT_PREFIX = "sessionkit:"
 DEFAULT_TIMEOUT = 2.0  # seconds: a store that does not answer is down, not slow
+ASYNC_POOL_SIZE = 100  # connections per event loop (redis.asyncio's default)
+POOL_WAIT_SECONDS = 20.0  # the most a command waits for a free pooled connection
 Command: TypeAlias = tuple[str, tuple[Any, ...]]
 Steps: TypeAlias = Generator[list[Command], list[Any], Any]
 
@@ -67,6 +69,7 @@ _UNAVAILABLE = (
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
     redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,  # full under maxmemory-policy noeviction: writes refused
     redis.exceptions.ClusterDownError,
     redis.exceptions.TryAgainError,
     OSError,
@@ -95,6 +98,7 @@ class RedisStore(Store):
         self._sync_factory = sync_factory
         self._async_factory = async_factory
         self._sync_client: Any = None
+        self._policy_checked = False
         # redis.asyncio clients belong to the event loop that made them.
         self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
@@ -126,7 +130,12 @@ class RedisStore(Store):
                 return redis.Redis.from_url(plain)
 
             def async_factory() -> Any:
-                return redis.asyncio.Redis.from_url(plain)
+                # redis.asyncio's default pool *refuses* a command beyond 100 connections in
+                # use (a 503 for a burst of requests on a healthy Redis); this one waits for a
+                # free connection instead. ``max_connections`` in the URL still applies.
+                pool = redis.asyncio.BlockingConnectionPool.from_url(
+                    plain, max_connections=ASYNC_POOL_SIZE, timeout=POOL_WAIT_SECONDS)
+                return redis.asyncio.Redis.from_pool(pool)
 
         return cls(sync_factory, async_factory, name=name, prefix=prefix)
 
@@ -145,12 +154,16 @@ class RedisStore(Store):
     # --- I/O: the only code that touches a client --------------------------------------------
     def execute(self, op: Op) -> Any:
         try:
+            if not self._policy_checked:
+                run_sync(self._check_policy(), self._send)
             return run_sync(getattr(self, op.method)(op), self._send)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(self.name, exc) from exc
 
     async def aexecute(self, op: Op) -> Any:
         try:
+            if not self._policy_checked:
+                await run_async(self._check_policy(), self._asend)
             return await run_async(getattr(self, op.method)(op), self._asend)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(self.name, exc) from exc
@@ -189,6 +202,31 @@ class RedisStore(Store):
             await _close_async(client)
 
     # --- operations (no I/O: they yield commands) -----------------------------------------
+    def _check_policy(self) -> Steps:
+        """Warn once if Redis may evict sessions to free memory: every session has a TTL, so
+        ``volatile-*`` policies evict them as surely as ``allkeys-*``; only ``noeviction``
+        keeps them (writes then fail with an error instead of logging people out). A server
+        that refuses ``CONFIG`` (managed Redis) is not checked."""
+        self._policy_checked = True
+        try:
+            [reply] = yield [("config_get", ("maxmemory-policy",))]
+        except redis.exceptions.ResponseError:
+            logger.debug("sessionkit: %s refuses CONFIG GET; eviction policy not checked",
+                         self.name)
+            return None
+        except BaseException:
+            self._policy_checked = False  # not reachable yet: check on the next operation
+            raise
+        policy = _eviction_policy(reply)
+        if policy is not None and policy != "noeviction":
+            logger.warning(
+                "sessionkit: %s has maxmemory-policy %s: when it reaches maxmemory it evicts "
+                "sessions (everyone evicted is logged out, their carts lost). Set "
+                "maxmemory-policy noeviction for the sessions' Redis",
+                self.name, policy,
+            )
+        return None
+
     def _key(self, store_key: str) -> str:
         return self.prefix + store_key
 
@@ -340,6 +378,20 @@ class RedisStore(Store):
     def _bind(self, user_id: str, store_key: str, absolute: float) -> list[Command]:
         user_key = self._user_key(user_id)
         return [("sadd", (user_key, store_key)), ("pexpire", (user_key, _ms(absolute)))]
+
+
+def _eviction_policy(reply: Any) -> str | None:
+    """The ``maxmemory-policy`` in a ``CONFIG GET`` reply (a cluster answers per node)."""
+    if not isinstance(reply, dict):
+        return None
+    for name, value in reply.items():
+        if isinstance(value, dict):
+            found = _eviction_policy(value)
+            if found is not None:
+                return found
+        elif name in ("maxmemory-policy", b"maxmemory-policy"):
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None
 
 
 def _parse(raw: dict[bytes, bytes]) -> Record | None:

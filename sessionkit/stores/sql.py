@@ -314,6 +314,15 @@ def _is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, OSError)  # TimeoutError and ConnectionError included
 
 
+def _connection_lost(error: StoreUnavailable) -> bool:
+    """The operation failed because its pooled connection had died (a restarted database, a
+    killed backend, a dropped socket): the pool has discarded it, so running the operation
+    again gets a fresh one. Every operation is one transaction and safe to repeat (writes are
+    upserts, merges of the same delta, deletes), so the request need not see the outage."""
+    cause = error.__cause__
+    return isinstance(cause, sa.exc.DBAPIError) and cause.connection_invalidated
+
+
 #: Errors a database raises to ask for the transaction to be retried: MySQL/MariaDB deadlock
 #: and lock wait timeout, PostgreSQL serialization failure and deadlock, SQLite busy.
 _TRANSIENT_MYSQL = {1205, 1213}
@@ -403,10 +412,20 @@ class SQLStore(Store):
 
     # --- faces --------------------------------------------------------------------------------
     def execute(self, op: Op) -> Any:
-        return self._run_sync(self._steps(op))
+        try:
+            return self._run_sync(self._steps(op))
+        except StoreUnavailable as exc:
+            if not _connection_lost(exc):
+                raise
+            return self._run_sync(self._steps(op))  # once, on a fresh connection
 
     async def aexecute(self, op: Op) -> Any:
-        return await self._run_async(self._steps(op))
+        try:
+            return await self._run_async(self._steps(op))
+        except StoreUnavailable as exc:
+            if not _connection_lost(exc):
+                raise
+            return await self._run_async(self._steps(op))
 
     def iter_records(self, batch: int = 1000) -> Iterator[list[tuple[str, Record]]]:
         """Rows in id order, a batch per transaction (keyset pagination: no OFFSET scans)."""
