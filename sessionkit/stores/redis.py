@@ -65,7 +65,6 @@ Steps: TypeAlias = Generator[list[Command], list[Any], Any]
 #: refuses writes (full under ``maxmemory-policy noeviction``: 503, not a crash).
 _UNAVAILABLE = (
     redis.exceptions.ConnectionError,
-    redis.exceptions.OutOfMemoryError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
     redis.exceptions.ReadOnlyError,
