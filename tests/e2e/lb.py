@@ -139,6 +139,8 @@ class ShopClient:
     #: The instance named by its session cookie (None before it has one).
     route: str | None = None
     requests: int = 0
+    #: Requests sent again after the connection closed with no response (see ``call``).
+    retries: int = 0
     problems: list[str] = field(default_factory=list)
 
     def item(self, name: str) -> str:
@@ -146,7 +148,15 @@ class ShopClient:
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         self.requests += 1
-        response = self.http.request(method, path, json=body)
+        try:
+            response = self.http.request(method, path, json=body)
+        except httpx2.RemoteProtocolError:
+            # The connection closed before any byte of a response (a kept-alive connection
+            # closed as the request went out, around an instance's death): nothing was
+            # processed, and a browser sends the request again on a new connection. So do we,
+            # once; a second failure is a problem like any other.
+            self.retries += 1
+            response = self.http.request(method, path, json=body)
         if response.status_code != 200:
             self.problem(f"{method} {path} -> {response.status_code} {response.text[:200]}")
             return {}
