@@ -47,7 +47,10 @@ from sessionkit.dashboard import Dashboard, cluster_snapshot
 
 #: Mode name -> the store URL the instances get (``None``: a redis-server the demo starts).
 #: A new mode is one more entry here (and in the browser tests' table).
-MODES: dict[str, str | None] = {"local": "memory://", "redis": None, "jwt": "jwt://"}
+MODES: dict[str, str | None] = {"local": "memory://", "redis": None, "hybrid": None,
+                                "jwt": "jwt://"}
+#: Settings a mode adds to the instances' environment.
+MODE_ENV: dict[str, dict[str, str]] = {"hybrid": {"SESSIONKIT_NEAR_CACHE": "1"}}
 POLL_SECONDS = 0.5
 
 
@@ -239,6 +242,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> None:
               f"({', '.join(INSTANCE_IDS)}) on {store} behind HAProxy", flush=True)
         started = Cluster("haproxy", framework, directory, port=args.port, env={
             "SESSIONKIT_STORE": store, "SHOP_DASHBOARD": "1", "SHOP_DASHBOARD_TOKEN": token,
+            **MODE_ENV.get(args.mode, {}),
         })
         started.start()
         aggregator = Aggregator(started, token)

@@ -41,6 +41,8 @@ class Mode:
     store: Callable[[], str]
     #: Whether a cart outlives the instance that served it.
     cart_survives: bool
+    #: More settings for the instances (environment variables).
+    env: tuple[tuple[str, str], ...] = ()
 
 
 #: Mode name -> where the instances keep sessions. A new mode is one more entry.
@@ -48,17 +50,20 @@ MODES = {
     "local": Mode(lambda: "memory://", cart_survives=False),
     "redis": Mode(_redis, cart_survives=True),
     "jwt": Mode(lambda: "jwt://", cart_survives=True),
+    "hybrid": Mode(_redis, cart_survives=True, env=(("SESSIONKIT_NEAR_CACHE", "1"),)),
 }
 
 
 @contextlib.contextmanager
-def demo(store: str, directory: Path) -> Iterator[tuple[Cluster, str]]:
+def demo(store: str, directory: Path, env: tuple[tuple[str, str], ...] = (),
+         ) -> Iterator[tuple[Cluster, str]]:
     """What ``demo_cluster`` runs: the FastAPI shop x3 behind HAProxy, and the aggregating
     dashboard with its stop buttons."""
     require_binary("haproxy")
     token = secrets.token_urlsafe(24)
     started = Cluster("haproxy", "fastapi", directory, env={
-        "SESSIONKIT_STORE": store, "SHOP_DASHBOARD": "1", "SHOP_DASHBOARD_TOKEN": token})
+        "SESSIONKIT_STORE": store, "SHOP_DASHBOARD": "1", "SHOP_DASHBOARD_TOKEN": token,
+        **dict(env)})
     try:
         started.start()
         aggregator = Aggregator(started, token)
@@ -86,7 +91,7 @@ def test_cart_through_an_instance_failure(mode: str, browser: Any, artifacts: Pa
     from playwright.sync_api import expect
 
     settings = MODES[mode]
-    with demo(settings.store(), tmp_path) as (started, dashboard_url):
+    with demo(settings.store(), tmp_path, settings.env) as (started, dashboard_url):
         context = browser.new_context()
         try:
             shop = context.new_page()
