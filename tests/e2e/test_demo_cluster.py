@@ -125,5 +125,5 @@ def test_an_unknown_mode_is_one_clear_line() -> None:
         [sys.executable, "-m", "examples.demo_cluster", "--mode", "nosuch", "--no-install"],
         cwd=ROOT, capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 1
-    assert done.stderr.strip() == ("demo: unknown mode 'nosuch': local, redis, jwt or a "
+    assert done.stderr.strip() == ("demo: unknown mode 'nosuch': local, redis, hybrid, jwt or a "
                                    "store URL")
