@@ -272,10 +272,22 @@ _COMMANDS = {"migrate": _migrate, "export": _export, "import": _import, "stats":
              "inspect": _inspect}
 
 
+def _values_last(argv: list[str]) -> list[str]:
+    """Session ids are base64url, so one in 64 starts with ``-``, which argparse would take
+    for an option: after ``inspect``, an argument like ``-AgQ…`` (not ``--…``, longer than a
+    short option) is moved behind ``--``, where it is a value."""
+    if not argv or argv[0] != "inspect" or "--" in argv:
+        return argv
+    values = [a for a in argv[1:] if a.startswith("-") and not a.startswith("--") and len(a) > 2]
+    if not values:
+        return argv
+    return [a for a in argv if a not in values] + ["--", *values]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     try:
-        args = _parser().parse_args(argv)
+        args = _parser().parse_args(_values_last(sys.argv[1:] if argv is None else argv))
     except SystemExit as exit_:  # --help (0) or a usage error (2), already printed
         return exit_.code if isinstance(exit_.code, int) else USAGE_ERROR
     if args.command == "lb-config":

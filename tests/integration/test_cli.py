@@ -103,6 +103,26 @@ def test_export_then_import_keeps_everything(
     assert abs(copied[key].expires_at - made[key].expires_at) <= 2
 
 
+def test_inspect_takes_a_cookie_that_starts_with_a_dash(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One id in 64 starts with "-": it is the session to inspect, not an unknown option."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    engine = SessionEngine(store=url, secret_key=KEY, instance_id="web-7")
+    for _ in range(2000):  # (63/64)**2000: never without one
+        session = engine.load(None)
+        session["cart"] = ["pear"]
+        [cookie] = engine.commit(session).set_cookies
+        value = cookie.split(";")[0].split("=", 1)[1]
+        if value.startswith("-"):
+            break
+    assert value.startswith("-")
+    monkeypatch.setenv("SESSIONKIT_SECRET_KEY", KEY)
+    capsys.readouterr()
+    assert main(["inspect", url, value, "--show-values"]) == 0
+    assert 'cart = ["pear"]' in capsys.readouterr().out
+
+
 def test_stats_and_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                            monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
