@@ -5,24 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from examples.cluster import _port_free
 from tests.support import require_binary
 
 STARTUP_SECONDS = 30
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def spare_ports(count: int, *, bus: bool = False) -> list[int]:
