@@ -46,7 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import asgi_runner, wsgi_runner
 from servers import redis_server
 
-from sessionkit.codecs import SessionIds, encode_value
+from sessionkit.codecs import encode_value
+from sessionkit.ids import SessionIds
 from sessionkit.stores.base import Create, Record
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,13 +23,6 @@ def unavailable(error: StoreUnavailable, retry_after: int) -> list[tuple[str, st
     ]
 
 
-def saves_session(status: int) -> bool:
-    """Whether a response with ``status`` commits the session. A 5xx means the request failed
-    part-way: what it changed is dropped, like a rolled-back transaction, so a half-changed
-    session (a cart emptied before the payment failed) is never saved and no cookie is set."""
-    return status < 500
-
-
 def add_vary_cookie(current: str | None) -> str:
     """The ``Vary`` value with ``Cookie`` added once."""
     if not current:

@@ -56,3 +56,13 @@ def split_route(value: str) -> tuple[str, str | None] | None:
     if not _INSTANCE_RE.fullmatch(route):
         return None
     return token, route
+
+
+#: The response header that says why a request was not served from its own instance
+#: (``debug_header=True``): for finding routing mistakes, never for production traffic.
+DEBUG_HEADER = "X-Sessionkit-Affinity"
+
+
+def debug_header(expected: str | None, served: str) -> tuple[tuple[str, str], ...]:
+    """The affinity debug header of a request whose cookie named ``expected``."""
+    return ((DEBUG_HEADER, f"miss; expected={expected}; served={served}"),)

@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Generator, Mapping
 from typing import Any, TypeAlias, TypeVar
 
-from .session import Session
+from .session import SessionState
 from .stores.base import Record, Request, Store
 
 T = TypeVar("T")
@@ -70,14 +70,14 @@ class Backend:
         raise NotImplementedError
 
     def update(
-        self, session: Session, changes: Mapping[str, str], removed: tuple[str, ...],
+        self, state: SessionState, changes: Mapping[str, str], removed: tuple[str, ...],
         record: Record,
     ) -> Steps[str | None]:
         """Save what changed (``record`` is the session after the change); return a new
         cookie value, or None when the cookie stays as it is."""
         raise NotImplementedError
 
-    def touch(self, session: Session, record: Record) -> Steps[str | None]:
+    def touch(self, state: SessionState, record: Record) -> Steps[str | None]:
         """Slide the expiry to ``record.expires_at``; return a new cookie value or None."""
         raise NotImplementedError
 
@@ -85,12 +85,16 @@ class Backend:
         """Make the session ``key`` unusable (it would have expired at ``until``)."""
         raise NotImplementedError
 
-    def cookie_value(self, session: Session) -> str:
+    def cookie_value(self, state: SessionState, record: Record) -> str:
         """The cookie value of a saved session, naming this instance."""
         raise NotImplementedError
 
     def log_id(self, token: str) -> str:
         """A short keyed hash of a session id, for logs."""
+        raise NotImplementedError
+
+    def rekey(self, secret_keys: tuple[bytes, ...]) -> None:
+        """Issue and verify with these secrets from now on (current first)."""
         raise NotImplementedError
 
     def close(self) -> None:

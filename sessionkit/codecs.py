@@ -1,91 +1,156 @@
-"""How values and ids are encoded: JSON for data (never pickle), HMAC-tagged random ids.
+"""Session values as text: JSON, plus the few Python types Flask's own session keeps.
 
-A session id is 32 random bytes plus a 16-byte tag, base64url (64 characters, no ``.``).
-One HMAC of the random part gives 32 bytes: the first half is the tag, the second half the
-store key. The tag lets a forged or guessed id be rejected without touching the store, and
-tells which of the configured secrets issued the id, so secrets rotate without extra store
-lookups. Stores only ever see the second half, which the cookie does not contain and which
-cannot be computed without the secret: a dump of a store holds no usable cookie, and write
-access to a store is not enough to mint one.
+Every store keeps each session value as its own JSON text (``encode_value``), so a write can
+be a delta and a store never needs to know Python types. Plain JSON values (str, int, float,
+bool, None, lists and str-keyed dicts of them) are written as they are. Five more types round
+trip through a tag, a one-key object whose key starts with a space, as Flask's tagged session
+serializer does: ``tuple`` (``{" t": [...]}``), ``bytes`` (``{" b": "<base64>"}``), Markup and
+anything with ``__html__`` (``{" m": "<html>"}``), ``uuid.UUID`` (``{" u": "<hex>"}``) and
+``datetime`` (``{" d": "<ISO 8601>"}``, microseconds and time zone kept). A user's own one-key
+dict whose key is a tag is escaped (``{" di": {...}}``), so no data can pose as a tag. Nothing
+is ever pickled: decoding builds only these types.
+
+Texts are valid UTF-8: a string holding a lone surrogate (which no UTF-8 store or token can
+carry) is written with ``\\u`` escapes instead, and reads back unchanged.
 """
 
 from __future__ import annotations
 
 import base64
-import hmac
 import json
-import re
-import secrets
-from collections.abc import Sequence
+import uuid
+from datetime import datetime
 from typing import Any
 
-TOKEN_LENGTH = 64
-_RANDOM_BYTES = 32
-_TAG_BYTES = 16
-_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{64}")
-
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_ascii_encoder = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
 _decoder = json.JSONDecoder()
+
+_NATIVE = frozenset({str, int, float, bool, type(None)})
+_ESCAPED_DICT = " di"
+_ESCAPE_SUFFIX = "~"
+#: What marks a value as tagged in its text (a one-key object whose key starts with a space).
+_TAG_MARK = '{" '
+
+
+def _markup(text: str) -> Any:
+    try:
+        from markupsafe import Markup
+    except ImportError:  # no markupsafe: nobody here can have made a Markup, keep the text
+        return text
+    return Markup(text)  # noqa: S704  (it was Markup, escaped already, when it was stored)
+
+
+def _tagged_dict(value: dict[str, Any]) -> dict[str, Any]:
+    """Undo the escape of a user's dict that looked like a tag."""
+    return {key[: -len(_ESCAPE_SUFFIX)]: item for key, item in value.items()}
+
+
+_DECODERS: dict[str, Any] = {
+    " t": tuple,
+    " b": lambda text: base64.b64decode(text.encode("ascii"), validate=True),
+    " m": _markup,
+    " u": uuid.UUID,
+    " d": datetime.fromisoformat,
+    _ESCAPED_DICT: _tagged_dict,
+}
+
+
+def _is_plain(value: Any) -> bool:
+    """True when the JSON encoder writes ``value`` exactly (no tags needed)."""
+    kind = type(value)
+    if kind in _NATIVE:
+        return True
+    if kind is list:
+        return all(type(item) in _NATIVE or _is_plain(item) for item in value)
+    if kind is dict:
+        if len(value) == 1:
+            [key] = value
+            if type(key) is str and key in _DECODERS:
+                return False
+        return all(type(item) in _NATIVE or _is_plain(item) for item in value.values())
+    return False
+
+
+def _tag(value: Any) -> Any:
+    """``value`` as plain JSON values, with tags for the extra types."""
+    kind = type(value)
+    if kind in _NATIVE:
+        return value
+    if kind is list:
+        return [_tag(item) for item in value]
+    if kind is dict or isinstance(value, dict):
+        items = {key: _tag(item) for key, item in value.items()}
+        if len(items) == 1:
+            [key] = items
+            if type(key) is str and key in _DECODERS:
+                return {_ESCAPED_DICT: {key + _ESCAPE_SUFFIX: items[key]}}
+        return items
+    if kind is tuple:
+        return {" t": [_tag(item) for item in value]}
+    if callable(getattr(value, "__html__", None)):
+        return {" m": str(value.__html__())}
+    if isinstance(value, bytes | bytearray):
+        return {" b": base64.b64encode(value).decode("ascii")}
+    if kind is uuid.UUID:
+        return {" u": value.hex}
+    if isinstance(value, datetime):
+        return {" d": value.isoformat()}
+    if isinstance(value, list | tuple):  # subclasses: as the JSON encoder writes them
+        return [_tag(item) for item in value]
+    return value  # str/int/float subclasses as JSON writes them; anything else fails there
 
 
 def encode_value(key: str, value: Any) -> str:
-    """The canonical JSON text of one session value; a clear ``TypeError`` names the key."""
+    """The canonical text of one session value; a clear ``TypeError`` names the key."""
     try:
-        return _encoder.encode(value)
-    except (TypeError, ValueError) as exc:
+        text = _encoder.encode(value if _is_plain(value) else _tag(value))
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: escape it (decodes the same)
+                text = _ascii_encoder.encode(value if _is_plain(value) else _tag(value))
+        return text
+    except (TypeError, ValueError, RecursionError) as exc:
         raise TypeError(
-            f"session[{key!r}] holds a value that is not JSON ({exc}); sessions store JSON "
-            f"values only: str, int, float, bool, None, and lists and dicts of them with str keys"
+            f"session[{key!r}] holds a value sessions cannot keep ({exc}); sessions store JSON "
+            f"values (str, int, float, bool, None, lists and dicts of them with str keys) and "
+            f"tuple, bytes, Markup, uuid.UUID and datetime"
         ) from None
 
 
+def json_text(value: Any) -> str:
+    """The text of a value that is already in stored form (decoded without tags, as a JSON
+    token's claims are): written back exactly, tags untouched."""
+    text = _encoder.encode(value)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = _ascii_encoder.encode(value)
+    return text
+
+
+def _untag(value: dict[str, Any]) -> Any:
+    if len(value) == 1:
+        [(key, item)] = value.items()
+        decode = _DECODERS.get(key)
+        if decode is not None:
+            try:
+                return decode(item)
+            except (TypeError, ValueError):
+                return value  # not a well-formed tag: kept as the dict it is
+    return value
+
+
+_tagged_decoder = json.JSONDecoder(object_hook=_untag)
+
+
 def decode_value(text: str) -> Any:
+    """The value of a stored text (``ValueError`` if it is not JSON)."""
+    if _TAG_MARK in text:
+        return _tagged_decoder.decode(text)
     return _decoder.decode(text)
 
 
-def _derive(secret: bytes, purpose: bytes) -> bytes:
-    return hmac.digest(secret, b"sessionkit/v1 " + purpose, "sha256")
-
-
-class SessionIds:
-    """Issues and verifies session ids and maps them to store keys, for one list of secrets."""
-
-    __slots__ = ("_id_keys", "_log_key")
-
-    def __init__(self, secret_keys: Sequence[bytes]) -> None:
-        if not secret_keys:
-            raise ValueError("at least one secret key is required")
-        self._id_keys = [_derive(s, b"session-id") for s in secret_keys]
-        self._log_key = _derive(secret_keys[0], b"log-id")
-
-    def new(self) -> tuple[str, str]:
-        """A fresh ``(token, store_key)`` under the current secret."""
-        raw = secrets.token_bytes(_RANDOM_BYTES)
-        digest = hmac.digest(self._id_keys[0], raw, "sha256")
-        token = base64.urlsafe_b64encode(raw + digest[:_TAG_BYTES]).decode("ascii")
-        return token, _store_key(digest)
-
-    def verify(self, token: str) -> tuple[str, int] | None:
-        """``(store_key, generation)`` for an authentic token, else None.
-
-        ``generation`` is the index of the secret that issued it: 0 is current, more means
-        the session should move to the current secret.
-        """
-        if len(token) != TOKEN_LENGTH or not _TOKEN_RE.fullmatch(token):
-            return None
-        blob = base64.urlsafe_b64decode(token)
-        raw, tag = blob[:_RANDOM_BYTES], blob[_RANDOM_BYTES:]
-        for generation, key in enumerate(self._id_keys):
-            digest = hmac.digest(key, raw, "sha256")
-            if hmac.compare_digest(digest[:_TAG_BYTES], tag):
-                return _store_key(digest), generation
-        return None
-
-    def log_id(self, token: str) -> str:
-        """A short keyed hash of a token for logs and telemetry: correlates, never authenticates."""
-        digest = hmac.digest(self._log_key, token.encode("ascii", "replace"), "sha256")
-        return digest[:8].hex()
-
-
-def _store_key(digest: bytes) -> str:
-    return base64.urlsafe_b64encode(digest[_TAG_BYTES:]).rstrip(b"=").decode("ascii")
+__all__ = ["decode_value", "encode_value", "json_text"]

@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigError
+from .stores.base import Store
 
 Duration: TypeAlias = float | int | timedelta | str
 SameSite: TypeAlias = Literal["lax", "strict", "none"]
@@ -87,7 +88,9 @@ def redact_url(url: str) -> str:
 class SessionConfig:
     """How sessions are kept. The same value configures every mode; ``store`` picks the mode."""
 
-    store: str = "memory://"
+    #: A store URL (which picks the mode), or a ready ``Store`` object (a custom store, or
+    #: one built around a client the app made itself).
+    store: str | Store = "memory://"
     secret_key: str | bytes | Sequence[str | bytes] | None = dataclasses.field(
         default=None, repr=False
     )
@@ -96,8 +99,19 @@ class SessionConfig:
     cookie_domain: str | None = None
     cookie_secure: bool | Literal["auto"] = "auto"
     cookie_httponly: bool = True
-    cookie_samesite: SameSite = "lax"
+    #: ``"lax"``, ``"strict"``, ``"none"`` (needs Secure), or None for no attribute at all.
+    cookie_samesite: SameSite | None = "lax"
+    #: The ``Partitioned`` attribute (CHIPS: a cookie kept per top-level site; needs Secure).
+    cookie_partitioned: bool = False
+    #: False: a browser-session cookie (no expiry), gone when the browser closes.
     cookie_persistent: bool = True
+    #: The cookie's ``Max-Age`` on every ``Set-Cookie``, counted from that response (as
+    #: Starlette's ``max_age`` and Flask's ``PERMANENT_SESSION_LIFETIME``); None: the cookie
+    #: lives until the session's absolute deadline.
+    cookie_max_age: Duration | None = None
+    #: Send a persistent cookie again on every response of a stored session, so its expiry
+    #: slides (Flask's ``SESSION_REFRESH_EACH_REQUEST`` for permanent sessions).
+    cookie_refresh: bool = False
     idle_timeout: Duration = timedelta(days=14)
     absolute_timeout: Duration = timedelta(days=30)
     instance_id: str | None = None
@@ -115,6 +129,10 @@ class SessionConfig:
     )
     migrate_max_age: Duration | None = None
     migrate_cookie_name: str | None = None
+    #: Called with each imported session, so the app can bind its user
+    #: (``session.user_id = session["user"]["id"]``) and a log-out-everywhere reaches it.
+    migrate_hook: Callable[[Any], None] | None = dataclasses.field(
+        default=None, repr=False, compare=False)
     #: Hybrid mode: keep a bounded copy of the sessions this instance serves in front of a
     #: shared store (``sessionkit.nearcache``); reads hit it when provably current.
     near_cache: bool = False
@@ -124,22 +142,26 @@ class SessionConfig:
     near_cache_max_age: Duration = 30.0
     jwt_private_key: str | bytes | None = dataclasses.field(default=None, repr=False)
     jwt_public_keys: Sequence[str | bytes] | None = None
-    clock: Callable[[], float] = dataclasses.field(
-        default=time.time, repr=False, compare=False
+    #: Epoch seconds now. None reads ``time.time`` at every call, so that tests which patch
+    #: it (freezegun, ``mock.patch("time.time")``) move sessionkit's clock too.
+    clock: Callable[[], float] | None = dataclasses.field(
+        default=None, repr=False, compare=False
     )
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        if not isinstance(self.store, str) or "://" not in self.store:
-            raise ConfigError(
-                f"store must be a URL such as 'memory://', 'redis://localhost:6379/0', "
-                f"'sqlite:///sessions.db' or 'jwt://' (got {self.store!r})"
-            )
+        if not isinstance(self.store, Store):
+            _check_store_url(self.store, "store")
         set_(self, "secret_key", _normalize_secrets(self.secret_key))
         set_(self, "idle_timeout", parse_duration(self.idle_timeout, "idle_timeout"))
         set_(self, "absolute_timeout", parse_duration(self.absolute_timeout, "absolute_timeout"))
         set_(self, "cookie_httponly", parse_bool(self.cookie_httponly, "cookie_httponly"))
         set_(self, "cookie_persistent", parse_bool(self.cookie_persistent, "cookie_persistent"))
+        set_(self, "cookie_partitioned",
+             parse_bool(self.cookie_partitioned, "cookie_partitioned"))
+        set_(self, "cookie_refresh", parse_bool(self.cookie_refresh, "cookie_refresh"))
+        if self.cookie_max_age is not None:
+            set_(self, "cookie_max_age", parse_duration(self.cookie_max_age, "cookie_max_age"))
         if not (isinstance(self.cookie_secure, str) and self.cookie_secure.lower() == "auto"):
             set_(self, "cookie_secure", parse_bool(self.cookie_secure, "cookie_secure"))
         else:
@@ -160,7 +182,7 @@ class SessionConfig:
         self._check_near_cache()
         if isinstance(self.jwt_public_keys, str | bytes):
             object.__setattr__(self, "jwt_public_keys", (self.jwt_public_keys,))
-        if not callable(self.clock):
+        if self.clock is not None and not callable(self.clock):
             raise ConfigError("clock must be a callable returning epoch seconds, like time.time")
 
     def _check_cookie(self) -> None:
@@ -182,16 +204,22 @@ class SessionConfig:
                 f"cookie_domain {self.cookie_domain!r} is not a host name; leave it None to "
                 f"scope the cookie to the exact host"
             )
-        samesite = str(self.cookie_samesite).lower()
-        if samesite not in ("lax", "strict", "none"):
+        samesite = None if self.cookie_samesite is None else str(self.cookie_samesite).lower()
+        if samesite not in ("lax", "strict", "none", None):
             raise ConfigError(
-                f"cookie_samesite must be 'lax', 'strict' or 'none' (got {self.cookie_samesite!r})"
+                f"cookie_samesite must be 'lax', 'strict', 'none' or None for no attribute "
+                f"(got {self.cookie_samesite!r})"
             )
         object.__setattr__(self, "cookie_samesite", samesite)
         if samesite == "none" and self.cookie_secure is not True:
             raise ConfigError(
                 "cookie_samesite='none' needs cookie_secure=True: browsers reject SameSite=None "
                 "cookies that are not Secure"
+            )
+        if self.cookie_partitioned and self.cookie_secure is False:
+            raise ConfigError(
+                "cookie_partitioned=True needs cookie_secure=True or 'auto' (Secure is then "
+                "always sent): browsers reject Partitioned cookies that are not Secure"
             )
         if name.startswith(("__Host-", "__Secure-")) and self.cookie_secure is False:
             raise ConfigError(
@@ -266,6 +294,8 @@ class SessionConfig:
         name = self.migrate_cookie_name
         if name is not None and not (isinstance(name, str) and COOKIE_NAME_RE.fullmatch(name)):
             raise ConfigError(f"migrate_cookie_name {name!r} is not a valid cookie name")
+        if self.migrate_hook is not None and not callable(self.migrate_hook):
+            raise ConfigError("migrate_hook must be a callable taking the imported session")
 
     # --- derived values -------------------------------------------------------------------
     @property
@@ -291,7 +321,23 @@ class SessionConfig:
 
     @property
     def scheme(self) -> str:
-        return self.store.split("://", 1)[0].lower()
+        """The store URL's scheme (for a ``Store`` object, that of its name, else "custom")."""
+        name = self.store if isinstance(self.store, str) else self.store.name
+        return name.split("://", 1)[0].lower() if "://" in name else "custom"
+
+    @property
+    def store_name(self) -> str:
+        """The store, for logs and status pages: never a credential."""
+        return redact_url(self.store) if isinstance(self.store, str) else self.store.name
+
+    @property
+    def cookie_max_age_seconds(self) -> float | None:
+        return self.cookie_max_age  # type: ignore[return-value]  # normalized to float
+
+    def now(self) -> float:
+        """Epoch seconds, from ``clock`` or else ``time.time`` looked up at call time."""
+        clock = self.clock
+        return clock() if clock is not None else time.time()
 
     # --- constructors ---------------------------------------------------------------------
     @classmethod
@@ -314,7 +360,7 @@ class SessionConfig:
     ) -> SessionConfig:
         """Settings from ``<prefix><FIELD>`` keys of a mapping (the environment, Flask's
         ``app.config``). With ``strict``, an unknown ``<prefix>`` key is a ``ConfigError``."""
-        names = {f.name for f in dataclasses.fields(cls) if f.name != "clock"}
+        names = {f.name for f in dataclasses.fields(cls) if f.name not in ("clock", "migrate_hook")}
         values: dict[str, Any] = {}
         for key, raw in mapping.items():
             if not key.startswith(prefix):
@@ -354,6 +400,27 @@ class SessionConfig:
         return dataclasses.replace(config, **kwargs) if kwargs else config
 
 
+def _check_store_url(url: object, name: str) -> None:
+    """Refuse at once what a store URL shows wrong by itself: not a URL, a scheme no store
+    (built in or published) answers to, a port that is not a number. What needs the store's
+    driver is checked when the store is opened, still at startup."""
+    from .stores import is_known_scheme, scheme_of, unknown_scheme
+
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigError(
+            f"{name} must be a URL such as 'memory://', 'redis://localhost:6379/0', "
+            f"'sqlite:///sessions.db' or 'jwt://' (got {redact_url(str(url))!r})"
+        )
+    if not is_known_scheme(scheme_of(url)):
+        raise unknown_scheme(url)
+    try:
+        parts = urlsplit(url)
+        if "," not in parts.netloc:  # one host (Sentinel and Cluster URLs list several)
+            parts.port  # noqa: B018  (parsing it is the check)
+    except ValueError as exc:
+        raise ConfigError(f"{name} {redact_url(url)} is not a valid URL: {exc}") from None
+
+
 def _from_text(name: str, raw: str) -> Any:
     """Turn one textual setting (environment variable) into the value the field expects."""
     if name == "secret_key":
@@ -361,8 +428,10 @@ def _from_text(name: str, raw: str) -> Any:
         return keys or None
     if name in ("cookie_domain", "instance_id", "revocation_store", "jwt_private_key",
                 "fallback_store", "drain_to", "route_cookie", "migrate_from",
-                "migrate_cookie_name", "migrate_max_age"):
+                "migrate_cookie_name", "migrate_max_age", "cookie_max_age"):
         return raw or None
+    if name == "cookie_samesite" and raw.strip().lower() in ("", "unset", "omit"):
+        return None
     if name == "migrate_secret_key":
         return [k.strip() for k in raw.split(",") if k.strip()] or None
     if name == "jwt_public_keys":
@@ -379,6 +448,11 @@ def _from_text(name: str, raw: str) -> Any:
 def _normalize_secrets(value: object) -> tuple[bytes, ...]:
     if value is None:
         return ()
+    if isinstance(value, tuple) and all(
+            type(item) is bytes and len(item) >= MIN_SECRET_BYTES for item in value):
+        # Already normalized (a config copied with ``dataclasses.replace``): the empty tuple
+        # is "no key", not an empty list given by the user.
+        return value
     items: Sequence[object]
     if isinstance(value, str | bytes):
         items = [value]

@@ -4,34 +4,33 @@
 results (the sans-I/O style of h11). ``load``/``commit`` drive them with the store's sync
 ``execute``; ``aload``/``acommit`` await its ``aexecute``. So WSGI and ASGI share every line
 of policy and differ only in the runner that performs the I/O (``sessionkit.sansio``).
-What differs between server-side and client-side sessions sits behind ``Backend``.
+
+What differs between server-side and client-side sessions sits behind ``Backend``
+(``sessionkit.resolve`` builds it from the config); the engine's bookkeeping of a session is a
+``SessionState`` it owns; draining and exit hooks are the adapters' business
+(``sessionkit.lifecycle``). What is left here is policy: which cookie to believe, when a
+session has expired, what to save, which cookie the response carries.
 """
 
 from __future__ import annotations
 
-import atexit
-import dataclasses
 import logging
-import secrets
-import signal
-import threading
 import time
-import weakref
 from collections.abc import Generator, Sequence
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
-from . import drain, events, migrate, workers
-from .affinity import resolve_instance_id
-from .backend import Backend, Found, Miss
-from .codecs import SessionIds, encode_value
+from . import events, migrate
+from .affinity import debug_header, resolve_instance_id
+from .backend import Found, Miss
 from .config import SessionConfig
-from .cookies import CookieWriter, cookie_values
-from .errors import ConfigError, SessionTooLarge, StoreUnavailable
+from .cookies import CookieSettings, CookieStyle, CookieWriter, cookie_values
+from .errors import SessionTooLarge, StoreUnavailable
+from .lifecycle import Lifecycle
 from .nearcache import NearBackend
+from .resolve import build_backend, shared_store
 from .sansio import run_async, run_sync
-from .serverside import ServerSide
-from .session import Session
-from .stores import Store, open_store
+from .session import Session, SessionState, loaded_session, state_of
+from .stores import Store
 from .stores.base import On, Record, Request, deadline
 from .stores.memory import MemoryStore
 
@@ -57,7 +56,15 @@ class CommitResult(NamedTuple):
     headers: Sequence[tuple[str, str]] = ()
 
 
-DEBUG_HEADER = "X-Sessionkit-Affinity"
+NOTHING = CommitResult([], False)
+UNCHANGED = CommitResult([], True)
+
+
+def saves_session(status: int) -> bool:
+    """Whether a response with ``status`` commits the session. A 5xx means the request failed
+    part-way: what it changed is dropped, like a rolled-back transaction, so a half-changed
+    session (a cart emptied before the payment failed) is never saved and no cookie is set."""
+    return status < 500
 
 
 class SessionEngine:
@@ -70,157 +77,106 @@ class SessionEngine:
         *,
         store: Store | str | None = None,
         session_class: type[Session] = Session,
+        cookie_style: CookieStyle = CookieStyle.SESSIONKIT,
         **kwargs: Any,
     ) -> None:
         # ``store`` is a URL like every other setting, or a ready Store object (custom stores).
-        instance = store if isinstance(store, Store) else None
-        if isinstance(store, str):
+        if store is not None:
             kwargs["store"] = store
-        elif instance is not None and "://" in instance.name:
-            kwargs["store"] = instance.name
         self.config = cfg = SessionConfig.coerce(config, kwargs)
+        instance = cfg.store if isinstance(cfg.store, Store) else None
         self.instance_id = resolve_instance_id(cfg.instance_id)
-        self.cookies = CookieWriter(cfg)
+        self.backend = backend = build_backend(cfg, instance, self.instance_id)
+        #: The store behind the sessions: ``store.delete_user_sessions(user_id)`` and friends.
+        self.store: Store = backend.public_store
+        self._io = backend.io_store
+        self.cookie_style = cookie_style
+        self.cookies = CookieWriter(CookieSettings.from_config(cfg), cookie_style)
         self.route_cookies = (
-            CookieWriter(dataclasses.replace(cfg, cookie_name=cfg.route_cookie, route_cookie=None))
+            CookieWriter(CookieSettings.from_config(cfg, name=cfg.route_cookie), cookie_style)
             if cfg.route_cookie else None
         )
         self.session_class = session_class
-        self._clock = cfg.clock
+        self._now = cfg.now
         self._idle = cfg.idle_seconds
         self._absolute = cfg.absolute_seconds
-        self._cookie_name = cfg.cookie_name
-        self.backend = self._make_backend(instance)
-        #: The store behind the sessions: ``store.delete_user_sessions(user_id)`` and friends.
-        self.store: Store = self.backend.public_store
-        self._io = self.backend.io_store
-        self.local = isinstance(self._io, MemoryStore)
-        self._untimed: Store | None = self._io if self.local else None
-        mode = "client" if cfg.scheme == "jwt" else ("local" if not self.store.shared else "shared")
-        near = self.backend if isinstance(self.backend, NearBackend) else None
+        local = self._io if isinstance(self._io, MemoryStore) else None
+        near = backend if isinstance(backend, NearBackend) else None
+        mode = ("client" if cfg.scheme == "jwt" and instance is None else
+                "hybrid" if near is not None else "shared" if self.store.shared else "local")
         #: Hooks, counters and Prometheus text: ``engine.events.on("affinity_miss", hook)``.
-        self.events = events.Events(self.instance_id, cfg.scheme,
-                                    "hybrid" if near is not None else mode)
+        self.events = events.Events(self.instance_id, cfg.scheme, mode)
         if near is not None:
             near.events = self.events
-        if isinstance(self._io, MemoryStore):
-            self.events.live_sessions = _counter(self._io)
-        self._importer = migrate.importer_for(cfg)
-        # Both frameworks call their cookie "session" unless told otherwise.
-        self._old_cookie = cfg.migrate_cookie_name or "session"
-        self._old_cookie_writer = (
-            CookieWriter(dataclasses.replace(cfg, cookie_name=self._old_cookie,
-                                             route_cookie=None))
-            if self._importer is not None and self._old_cookie != cfg.cookie_name else None
-        )
-        self._workers_checked = not self.local
-        self._debug_header = bool(cfg.debug_header)
-        self._drain_store = self._open_drain_store()
-        self._drained = threading.Event()
-
-    def _make_backend(self, instance: Store | None) -> Backend:
-        config = self.config
-        if instance is None and config.scheme == "jwt":
-            try:
-                from .client.jwt import JwtBackend
-            except ModuleNotFoundError as exc:
-                if exc.name not in ("jwt", "cryptography"):
-                    raise
-                raise ConfigError(
-                    "the jwt:// mode needs PyJWT: pip install 'sessionkit[jwt]'"
-                ) from None
-            if config.migrate_from is not None and "://" in config.migrate_from:
-                raise ConfigError(
-                    "migrate_from=<store URL> reads server-side sessions, which jwt:// cannot "
-                    "hold; migrate to a server-side store, or import a framework cookie with "
-                    "migrate_from='flask-cookie' / 'starlette-cookie'"
-                )
-            revocation = open_store(config.revocation_store) if config.revocation_store else None
-            return JwtBackend(config, revocation)
-        if config.revocation_store is not None:  # e.g. left in the environment after a switch
-            logger.warning(
-                "sessionkit: revocation_store is ignored with %s://: server-side sessions are "
-                "revoked by deleting them", config.scheme,
-            )
-        store = instance if instance is not None else open_store(config.store)
-        ids = SessionIds(config.secret_keys or self._development_key(store))
-        secondaries = []
-        if config.on_affinity_miss == "fallback" and config.fallback_store is not None:
-            if store.shared:
-                logger.warning("sessionkit: on_affinity_miss='fallback' is ignored with a "
-                               "shared store: every instance already sees every session")
+        if local is not None:
+            self.events.live_sessions = local.__len__
+        # Operations on this process's memory are not timed: they cost less than the timing.
+        self._untimed = self._io if self._io.capabilities.nonblocking else None
+        self.migration = migrate.importer_for(cfg, self._io, self.cookies.settings)
+        drain_to = None
+        if cfg.drain_to is not None:
+            if local is None:
+                logger.warning("sessionkit: drain_to is ignored: sessions already live in %s",
+                               self.store.name)
             else:
-                secondaries.append(_shared_store(config.fallback_store, "fallback_store"))
-        if config.migrate_from is not None and "://" in config.migrate_from:
-            secondaries.append(open_store(config.migrate_from))
-        if config.near_cache:
-            if not store.shared:
-                raise ConfigError(f"near_cache=True needs a shared store (redis://, a SQL URL), "
-                                  f"not {store.name}")
-            return NearBackend(store, ids, self.instance_id, self._idle, self._absolute,
-                               tuple(secondaries), size=config.near_cache_size,
-                               max_age=config.near_cache_seconds, clock=config.clock,
-                               url=config.store)
-        return ServerSide(store, ids, self.instance_id, self._idle, self._absolute,
-                          tuple(secondaries))
-
-    def _development_key(self, store: Store) -> tuple[bytes, ...]:
-        """No secret_key: only a store private to this process can live with a random key."""
-        if store.shared or self.config.drain_to or self.config.fallback_store:
-            raise ConfigError(
-                f"secret_key is required with the {self.config.scheme}:// store and with "
-                f"drain_to/fallback_store: every instance must hash session ids the same way. "
-                f"Set secret_key (or SESSIONKIT_SECRET_KEY) to the output of: "
-                f"python -c \"import secrets; print(secrets.token_urlsafe(48))\""
-            )
-        logger.warning(
-            "sessionkit: no secret_key configured; using a random key for this process only. "
-            "Sessions end when the process restarts. Set secret_key (or SESSIONKIT_SECRET_KEY) "
-            "in production."
-        )
-        return (secrets.token_bytes(32),)
-
-    def _open_drain_store(self) -> Store | None:
-        target = self.config.drain_to
-        if target is None:
-            return None
-        if not self.local:
-            logger.warning("sessionkit: drain_to is ignored: sessions already live in %s",
-                           self.store.name)
-            return None
-        store = _shared_store(target, "drain_to")
-        atexit.register(_drain_at_exit, weakref.ref(self))
-        _exit_on_sigterm()
-        return store
+                drain_to = shared_store(cfg.drain_to, "drain_to")
+        #: Draining, exit hooks and the worker check, called by the adapters.
+        self.lifecycle = Lifecycle(self.instance_id, local, drain_to, absolute=self._absolute,
+                                   drain_seconds=cfg.drain_seconds, now=self._now)
+        self._debug_header = bool(cfg.debug_header)
 
     # --- sync and async faces ---------------------------------------------------------------
-    def load(self, cookie_header: str | None) -> Session:
-        """The session for a request's ``Cookie`` header (a fresh one when there is none)."""
-        return run_sync(self._load(cookie_header), self._perform)
+    def load(self, cookie_header: str | None, cookies: CookieWriter | None = None) -> Session:
+        """The session for a request's ``Cookie`` header (a fresh one when there is none).
+        ``cookies`` replaces the configured cookie (a framework whose settings change)."""
+        return run_sync(self._load(cookie_header, cookies or self.cookies), self._perform)
 
-    async def aload(self, cookie_header: str | None) -> Session:
-        return await run_async(self._load(cookie_header), self._aperform)
+    async def aload(self, cookie_header: str | None,
+                    cookies: CookieWriter | None = None) -> Session:
+        return await run_async(self._load(cookie_header, cookies or self.cookies),
+                               self._aperform)
 
-    def commit(self, session: Session, *, https: bool = False) -> CommitResult:
-        """Save what changed; return what the response must carry."""
-        return run_sync(self._commit(session, https), self._perform)
+    def commit(self, session: Session, *, https: bool = False, status: int = 200,
+               cookies: CookieWriter | None = None) -> CommitResult:
+        """Save what changed; return what the response must carry. A response ``status`` of
+        500 or more saves nothing (see ``saves_session``)."""
+        if not saves_session(status):
+            return NOTHING
+        return run_sync(self._commit(session, https, cookies or self.cookies), self._perform)
 
-    async def acommit(self, session: Session, *, https: bool = False) -> CommitResult:
-        return await run_async(self._commit(session, https), self._aperform)
+    async def acommit(self, session: Session, *, https: bool = False, status: int = 200,
+                      cookies: CookieWriter | None = None) -> CommitResult:
+        if not saves_session(status):
+            return NOTHING
+        return await run_async(self._commit(session, https, cookies or self.cookies),
+                               self._aperform)
+
+    async def aload_websocket(self, cookie_header: str | None) -> Session:
+        """The session of a WebSocket connection: like ``aload``, but ``regenerate()`` raises
+        (no cookie can carry a new id over a WebSocket)."""
+        session = await self.aload(cookie_header)
+        state_of(session).websocket = True
+        return session
+
+    async def acommit_websocket(self, session: Session) -> None:
+        """Save a WebSocket's session when the connection ends. What must be destroyed
+        (``invalidate()``, an emptied session) is destroyed; changes to a stored session are
+        saved; a session created during the connection cannot be (no cookie can carry its
+        id), which is logged."""
+        await run_async(self._commit(session, False, self.cookies, websocket=True),
+                        self._aperform)
 
     def drain(self) -> int:
-        """Copy this instance's live sessions to ``drain_to`` (once); return how many moved.
-        Runs by itself at exit, on SIGTERM and at ASGI lifespan shutdown."""
-        if self._drain_store is None or self._drained.is_set():
-            return 0
-        self._drained.set()
-        return self._report(run_sync(self._drain_steps(), self._perform))
+        """Copy this instance's live sessions to ``drain_to`` (see ``sessionkit.lifecycle``)."""
+        return self.lifecycle.drain()
 
     async def adrain(self) -> int:
-        if self._drain_store is None or self._drained.is_set():
-            return 0
-        self._drained.set()
-        return self._report(await run_async(self._drain_steps(), self._aperform))
+        return await self.lifecycle.adrain()
+
+    def rekey(self, secret_keys: Sequence[bytes]) -> None:
+        """Use other secrets from now on (a framework whose secret key changed at run time):
+        sessions issued under a key no longer listed are not found."""
+        self.backend.rekey(tuple(secret_keys))
 
     def close(self) -> None:
         self.backend.close()
@@ -231,8 +187,7 @@ class SessionEngine:
         await self._io.aclose()
 
     def _perform(self, request: Request) -> Any:
-        """Perform one store operation, timed, an outage counted (``_Observed``). Operations
-        on this process's memory are not timed: they cost less than the timing."""
+        """Perform one store operation, timed, an outage counted (``_Observed``)."""
         store, op = (request.store, request.op) if isinstance(request, On) else (self._io, request)
         if store is self._untimed:
             return store.execute(op)
@@ -246,19 +201,16 @@ class SessionEngine:
         with _Observed(self.events):
             return await store.aexecute(op)
 
-    # --- policy -----------------------------------------------------------------------------
+    # --- loading ------------------------------------------------------------------------------
     def _fresh(self, now: float, lookup: str, route: str | None = None) -> Session:
-        session = self.session_class(now=now, expires_at=min(self._idle, self._absolute) + now)
-        session._lookup = lookup
-        session._route = route
-        return session
+        state = SessionState(now, min(self._idle, self._absolute) + now)
+        state.lookup = lookup
+        state.route = route
+        return self.session_class(state=state)
 
-    def _load(self, cookie_header: str | None) -> Steps[Session]:
-        if not self._workers_checked:
-            self._workers_checked = True
-            workers.warn_if_shared(self.instance_id)
-        now = self._clock()
-        candidates = cookie_values(cookie_header, self._cookie_name)
+    def _load(self, cookie_header: str | None, cookies: CookieWriter) -> Steps[Session]:
+        now = self._now()
+        candidates = cookie_values(cookie_header, cookies.name)
         session: Session | None = None
         miss = Miss("new")
         looked_up = 0
@@ -281,184 +233,198 @@ class SessionEngine:
             looked_up += 1
             if looked_up == _MAX_LOOKUPS:
                 break
-        if session is None and self._importer is not None:
-            session = self._import(cookie_header, candidates, now)
+        if session is None and self.migration is not None:
+            data = yield from self.migration.lookup(cookie_header, candidates, now)
+            if data is not None:
+                session = self._imported(data, now)
         if session is None:
             session = self._fresh(now, miss.reason, miss.route)
-        self._observe_lookup(session)
+        self._observe_lookup(state_of(session))
         return session
 
-    def _import(self, cookie_header: str | None, candidates: list[str], now: float
-                ) -> Session | None:
-        """A session from the framework cookie the app used before sessionkit, if valid."""
-        assert self._importer is not None
-        if self._old_cookie != self._cookie_name:
-            candidates = cookie_values(cookie_header, self._old_cookie)
-        for value in candidates[:_MAX_LOOKUPS]:
-            data = self._importer(value)
-            if data is None:
-                continue
-            session = self._fresh(now, "imported")
-            session._raw = {key: encode_value(key, item) for key, item in data.items()}
-            session._is_new = False
-            session._imported = True
-            return session
-        return None
+    def _imported(self, data: dict[str, Any], now: float) -> Session:
+        """A session holding what the app's previous session layer kept (``migrate``)."""
+        session = self._fresh(now, "imported")
+        state = state_of(session)
+        state.is_new = False
+        state.imported = True
+        for key, value in data.items():
+            dict.__setitem__(session, key, value)
+        assert self.migration is not None
+        self.migration.bind(session)
+        return session
+
+    def _loaded(self, found: Found, now: float) -> Session:
+        record = found.record
+        state = SessionState()
+        state.token = found.token
+        state.key = found.key
+        state.route = found.route
+        state.reroute = found.reroute
+        state.generation = found.generation
+        state.created_at = record.created_at
+        state.last_accessed = record.accessed_at
+        expires = deadline(record.created_at, now, self._idle, self._absolute)
+        if not self.backend.slides_on_load:
+            # Slide (a write) only once a tenth of the idle timeout has passed since the last
+            # slide; until then the stored deadline stays the one in force.
+            state.touch = expires - record.expires_at >= self._idle * TOUCH_FRACTION
+            if not state.touch:
+                expires = record.expires_at
+        state.expires_at = expires
+        state.version = record.version
+        state.user_id = record.user_id
+        state.meta = record.meta
+        state.is_new = False
+        state.lookup = "hit"
+        if found.generation:  # issued under a retired secret: move it to the current one
+            state.doomed.append((found.key, expires))
+            state.key = None
+            state.token = None
+        return loaded_session(self.session_class, state, record.fields)
 
     def _hasher(self, token: str | None) -> Any:
         """A function giving the keyed hash of ``token``, for when someone wants it."""
         log_id = self.backend.log_id
         return lambda: log_id(token) if token else None
 
-    def _observe_lookup(self, session: Session) -> None:
-        lookup = session._lookup
+    def _observe_lookup(self, state: SessionState) -> None:
+        lookup = state.lookup
         self.events.lookup(lookup)
-        token = self._hasher(session._token)
+        token = self._hasher(state.token)
         if lookup == "hit":
             self.events.emit("loaded", token)
         elif lookup == "affinity_miss":
             logger.warning(
                 "sessionkit: affinity miss: the cookie names instance %r, served by %r "
                 "(the load balancer did not route it home; session unknown here)",
-                session._route, self.instance_id,
+                state.route, self.instance_id,
             )
-            self.events.emit("affinity_miss", expected_instance=session._route)
+            self.events.emit("affinity_miss", expected_instance=state.route)
         elif lookup == "invalid":
             logger.debug("sessionkit: session cookie rejected (malformed or not ours)")
         events.current.set(events.RequestContext(
             self.instance_id, token, lookup,
-            session._route if lookup == "affinity_miss" else None,
+            state.route if lookup == "affinity_miss" else None,
         ))
 
-    def _loaded(self, found: Found, now: float) -> Session:
-        record = found.record
-        session = self.session_class()
-        session._raw = record.fields
-        session._token = found.token
-        session._key = found.key
-        session._route = found.route
-        session._reroute = found.reroute
-        session._generation = found.generation
-        session._created_at = record.created_at
-        session._last_accessed = record.accessed_at
-        expires = deadline(record.created_at, now, self._idle, self._absolute)
-        if not self.backend.slides_on_load:
-            # Slide (a write) only once a tenth of the idle timeout has passed since the last
-            # slide; until then the stored deadline stays the one in force.
-            session._touch = expires - record.expires_at >= self._idle * TOUCH_FRACTION
-            if not session._touch:
-                expires = record.expires_at
-        session._expires_at = expires
-        session._version = record.version
-        session._user_id = record.user_id
-        session._is_new = False
-        session._lookup = "hit"
-        if found.generation:  # issued under a retired secret: move it to the current one
-            session._doomed.append((found.key, expires))
-            session._key = None
-            session._token = None
-        return session
-
-    def _commit(self, session: Session, https: bool) -> Steps[CommitResult]:
-        headers = []
-        if self._debug_header and session._lookup == "affinity_miss":
-            headers.append((DEBUG_HEADER, f"miss; expected={session._route}; "
-                                          f"served={self.instance_id}"))
-        if _untouched(session):
-            return CommitResult([], session.accessed, headers)
-        delta: tuple[dict[str, str], tuple[str, ...]] | None = None
-        if session._key is not None and not (
-                session._user_changed or session._force or session._touch or session._reroute
-                or session._doomed or session._invalidated or session._removed):
-            # The common read: values were looked at. Did any change in place?
-            delta = session._delta()
-            if not delta[0]:
-                return CommitResult([], session.accessed, headers)
-        now = self._clock()
+    # --- committing ---------------------------------------------------------------------------
+    def _commit(self, session: Session, https: bool, cookies: CookieWriter,
+                websocket: bool = False) -> Steps[CommitResult]:
+        state = state_of(session)
+        headers = (debug_header(state.route, self.instance_id)
+                   if self._debug_header and state.lookup == "affinity_miss" else ())
+        persistent = session.cookie_persistent
+        if persistent is None:
+            persistent = cookies.settings.persistent
+        refresh = cookies.settings.refresh and persistent and state.key is not None
+        if not (session.accessed or state.user_changed or state.force or state.touch
+                or state.reroute or state.doomed or state.invalidated or state.imported
+                or refresh):
+            return CommitResult([], False, headers) if headers else NOTHING
         backend = self.backend
-        expires = deadline(session._created_at, now, self._idle, self._absolute)
-        record = Record({}, session._created_at, expires, now, session._user_id,
-                        session._version, self.instance_id)
+        if state.key is not None and not (state.user_changed or state.force or state.touch
+                                          or state.reroute or state.doomed or refresh):
+            # The common read: values were looked at. Did any change in place?
+            changes, removed = state.delta(session)
+            if not (changes or removed):
+                return CommitResult([], session.accessed, headers) if headers else (
+                    UNCHANGED if session.accessed else NOTHING)
+        else:
+            changes, removed = state.delta(session)
+        now = self._now()
+        expires = deadline(state.created_at, now, self._idle, self._absolute)
+        if state.user_changed and state.user_id is not None:
+            state.meta = {**state.meta, "ub": now}  # when the user was bound
+        record = Record({}, state.created_at, expires, now, state.user_id, state.version,
+                        self.instance_id, state.meta)
         value: str | None = None
         event: str | None = None
-        cookies: list[str] = []
-        if session._key is None:  # new, regenerated, invalidated or re-keyed
-            record.fields = session._fields()
-            if record.fields or session._user_id is not None:
+        cookie: list[str] = []
+        ended = not dict.__len__(session) and state.user_id is None
+        if ended and state.key is not None:
+            # Emptied (clear(), or the last key popped): the session ends, as in Starlette
+            # and Flask. The record goes too, so nothing is left under the old id.
+            state.doomed.append((state.key, state.expires_at))
+            state.key = state.token = None
+            state.invalidated = True
+        if state.key is None:  # new, regenerated, invalidated, emptied or re-keyed
+            if not ended and websocket:
+                logger.error(
+                    "sessionkit: a session created during a WebSocket connection was not "
+                    "saved: no cookie can carry a new id there. Create the session in an "
+                    "HTTP request (for example at login) before the WebSocket opens")
+            elif not ended:
+                record.fields = state.fields(session, changes)
                 value, token, key = yield from backend.create(record)
-                cookies = self._cookies(value, session, now, https)
-                session._raw, session._values = record.fields, {}
-                session._removed, session._assigned = set(), set()
-                session._token, session._key = token, key
-                event = "regenerated" if session._doomed and not session._invalidated else "created"
-            elif session._invalidated:
-                cookies = self._deleted_cookies(https)
-            if session._imported and self._old_cookie_writer is not None:
-                cookies.append(self._old_cookie_writer.delete(https=https))  # imported: clear it
+                if not websocket:
+                    cookie = self._cookies(cookies, value, session, state, now, https,
+                                           persistent)
+                state.raw, state.loaded = record.fields, dict(dict.items(session))
+                state.token, state.key = token, key
+                state.is_new = False
+                event = "regenerated" if state.doomed and not state.invalidated else "created"
+            elif (state.invalidated or state.doomed) and not websocket:
+                cookie = self._deleted_cookies(cookies, https)
+            if state.imported and not websocket:
+                cookie.extend(self.migration.finished(https) if self.migration else ())
         else:
-            changes, removed = delta if delta is not None else session._delta()
-            if changes or removed or session._user_changed or session._force:
-                record.fields = session._fields(changes)
-                value = yield from backend.update(session, changes, removed, record)
+            if changes or removed or state.user_changed or state.force:
+                record.fields = state.fields(session, changes)
+                value = yield from backend.update(state, changes, removed, record)
+                if value is None and not websocket:
+                    value = backend.cookie_value(state, record)  # a write resends the cookie
+                state.raw, state.loaded = record.fields, dict(dict.items(session))
                 event = "saved"
-            elif session._touch:
-                record.fields = session._raw
-                value = yield from backend.touch(session, record)
+            elif state.touch:
+                record.fields = state.raw
+                value = yield from backend.touch(state, record)
             else:
-                record.expires_at = session._expires_at
-            if value is None and session._reroute:
-                value = backend.cookie_value(session)  # the session moved here: say so
-            if value is not None:
-                cookies = self._cookies(value, session, now, https)
+                record.fields, record.expires_at = state.raw, state.expires_at
+            if value is None and (state.reroute or refresh) and not websocket:
+                # The session moved here, or its cookie is refreshed on every response.
+                value = backend.cookie_value(state, record)
+            if value is not None and not websocket:
+                cookie = self._cookies(cookies, value, session, state, now, https, persistent)
         # Old ids die only once the new state is saved and its cookie is known to fit.
-        for key, until in session._doomed:
+        for key, until in state.doomed:
             yield from backend.destroy(key, until)
-        if session._invalidated:
+        changed = bool(event or state.doomed or state.invalidated or changes or removed)
+        if state.invalidated:
             self.events.emit("invalidated")
-        session._doomed = []
-        session._expires_at = record.expires_at
-        session._user_changed = session._force = session._invalidated = False
-        session._touch = session._reroute = False
+        state.changed = state.changed or changed
+        state.doomed = []
+        state.expires_at = record.expires_at
+        state.user_changed = state.force = state.invalidated = False
+        state.touch = state.reroute = state.imported = False
         if event is not None:
-            self.events.emit(event, self._hasher(session._token))
-        return CommitResult(cookies, session.accessed or bool(cookies), headers)
+            self.events.emit(event, self._hasher(state.token))
+        return CommitResult(cookie, session.accessed or bool(cookie), headers)
 
-    def _cookies(self, value: str, session: Session, now: float, https: bool) -> list[str]:
-        max_age = session._created_at + self._absolute - now
+    def _cookies(self, cookies: CookieWriter, value: str, session: Session,
+                 state: SessionState, now: float, https: bool, persistent: bool) -> list[str]:
+        remaining = state.created_at + self._absolute - now
+        max_age = cookies.settings.max_age
+        lifetime = (None if not persistent else
+                    remaining if max_age is None else min(max_age, remaining))
         try:
-            cookie = self.cookies.set(value, max_age=max_age, now=now, https=https)
+            cookie = cookies.set(value, max_age=lifetime, now=now, https=https)
         except SessionTooLarge as exc:
-            fields = session._fields()
+            fields = state.raw or state.fields(session, state.delta(session)[0])
             largest = sorted(((k, len(k) + len(v)) for k, v in fields.items()),
                              key=lambda item: -item[1])
             raise SessionTooLarge(exc.size, exc.limit, largest[:3]) from None
         self.events.observe_cookie(len(cookie))
         if self.route_cookies is None:
             return [cookie]
-        route = self.route_cookies.set(self.instance_id, max_age=max_age, now=now, https=https)
+        route = self.route_cookies.set(self.instance_id, max_age=lifetime, now=now, https=https)
         return [cookie, route]
 
-    def _deleted_cookies(self, https: bool) -> list[str]:
-        cookies = [self.cookies.delete(https=https)]
+    def _deleted_cookies(self, cookies: CookieWriter, https: bool) -> list[str]:
+        deleted = [cookies.delete(https=https)]
         if self.route_cookies is not None:
-            cookies.append(self.route_cookies.delete(https=https))
-        return cookies
-
-    def _drain_steps(self) -> Steps[tuple[int, int, float]]:
-        assert self._drain_store is not None
-        assert isinstance(self._io, MemoryStore)
-        started = time.monotonic()
-        moved, left = yield from drain.drain_steps(
-            self._io, self._drain_store, now=self._clock(), absolute=self._absolute,
-            clock=time.monotonic, deadline=started + self.config.drain_seconds,
-        )
-        return moved, left, time.monotonic() - started
-
-    def _report(self, result: tuple[int, int, float]) -> int:
-        moved, left, seconds = result
-        assert self._drain_store is not None
-        drain.report(moved, left, self._drain_store, seconds)
-        return moved
+            deleted.append(self.route_cookies.delete(https=https))
+        return deleted
 
 
 class _Observed:
@@ -480,51 +446,4 @@ class _Observed:
         self.events.observe_store(time.perf_counter() - self.started)
 
 
-def _untouched(session: Session) -> bool:
-    """Nothing to save and no cookie to send: the common case, decided without any work."""
-    if session._values or session._removed or session._doomed or session._force:
-        return False
-    if session._key is None:  # a new session that stayed empty
-        return not session._raw and session._user_id is None and not session._invalidated
-    return not (session._user_changed or session._touch or session._reroute)
-
-
-def _counter(store: MemoryStore) -> Any:
-    reference = weakref.ref(store)
-
-    def live() -> int | None:
-        found = reference()
-        return len(found) if found is not None else None
-
-    return live
-
-
-def _shared_store(url: str, setting: str) -> Store:
-    store = open_store(url)
-    if not store.shared:
-        raise ConfigError(f"{setting} must be a store every instance can reach (redis://, a SQL "
-                          f"URL), not {store.name}")
-    return store
-
-
-def _drain_at_exit(reference: weakref.ref[SessionEngine]) -> None:
-    engine = reference()
-    if engine is None:
-        return
-    try:
-        engine.drain()
-    except Exception:
-        logger.exception("sessionkit: draining sessions at exit failed")
-
-
-def _exit_on_sigterm() -> None:
-    """Make SIGTERM a normal exit (so the drain at exit runs) unless someone handles it
-    already: gunicorn and uvicorn do, and drain through their own shutdown."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _raise_system_exit)
-
-
-def _raise_system_exit(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
+__all__ = ["CommitResult", "SessionEngine", "saves_session"]

@@ -1,52 +1,83 @@
-"""Flask integration: ``SessionKit(app, ...)`` makes ``flask.session`` a sessionkit Session."""
+"""Flask integration: ``SessionKit(app, ...)`` makes ``flask.session`` a sessionkit Session.
+
+Flask's own session settings are honoured as Flask honours them, read from ``app.config`` at
+every request (so changing them at run time works as it does in Flask): ``SESSION_COOKIE_NAME``,
+``_DOMAIN``, ``_PATH`` (else ``APPLICATION_ROOT``), ``_HTTPONLY``, ``_SECURE``, ``_SAMESITE``
+(None: no attribute), ``_PARTITIONED``, ``PERMANENT_SESSION_LIFETIME`` (the idle timeout and a
+permanent session's cookie lifetime), ``SESSION_REFRESH_EACH_REQUEST`` (a permanent session's
+cookie is sent again on every response, so its expiry slides), ``SECRET_KEY`` and
+``SECRET_KEY_FALLBACKS`` (when sessionkit has no ``secret_key`` of its own). A ``SESSIONKIT_*``
+key or keyword argument wins over the Flask setting it overlaps. As in Flask, a session is
+permanent only when ``session.permanent = True``; otherwise its cookie ends with the browser
+session.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask, Response, current_app, request
 from flask.sessions import SessionInterface, SessionMixin
 
-from ._http import UNAVAILABLE_BODY, add_vary_cookie, saves_session, unavailable
-from .config import SessionConfig
+from ._http import UNAVAILABLE_BODY, add_vary_cookie, unavailable
+from .config import MIN_SECRET_BYTES, SessionConfig
+from .cookies import CookieSettings, CookieStyle, CookieWriter
 from .engine import SessionEngine
 from .errors import ConfigError, StoreUnavailable
 from .session import Session, UnavailableSession
-from .stores import Store
 
 EXTENSION_KEY = "sessionkit"
+logger = logging.getLogger("sessionkit")
+#: sessionkit's default absolute timeout, kept when Flask's lifetime is shorter.
+_MIN_ABSOLUTE = timedelta(days=30)
 
 
 class FlaskSession(Session, SessionMixin):
     """A sessionkit Session that also speaks Flask's ``SessionMixin``."""
 
+    __slots__ = ()
+
     @property
     def new(self) -> bool:  # type: ignore[override]
-        return self._is_new
+        return self.is_new
 
     @property
     def permanent(self) -> bool:
-        """Always true: the cookie's lifetime follows ``cookie_persistent`` and the timeouts."""
-        return True
+        """As in Flask: kept under ``"_permanent"``; a permanent session's cookie lasts
+        ``PERMANENT_SESSION_LIFETIME``, any other ends with the browser session."""
+        return bool(self.get("_permanent", False))
 
     @permanent.setter
     def permanent(self, value: bool) -> None:
-        """Accepted and ignored, so code written for Flask's cookie sessions keeps working."""
+        self["_permanent"] = bool(value)
+
+    @property
+    def cookie_persistent(self) -> bool | None:
+        permanent = dict.get(self, "_permanent")
+        return None if permanent is None else bool(permanent)
 
 
 class _UnavailableFlaskSession(UnavailableSession, FlaskSession):
-    pass
+    __slots__ = ()
 
 
 class SessionKitInterface(SessionInterface):
     """Flask ``SessionInterface`` that delegates to a ``SessionEngine``."""
 
-    def __init__(self, engine: SessionEngine) -> None:
+    def __init__(self, kit: SessionKit, engine: SessionEngine) -> None:
+        self.kit = kit
         self.engine = engine
 
-    def open_session(self, app: Flask, request: Any) -> SessionMixin:
+    def open_session(self, app: Flask, request: Any) -> SessionMixin | None:
+        cookies = self.kit.cookies_for(app)
+        if cookies is None:
+            return None  # no secret key anywhere: Flask's null session says so
         try:
-            session: FlaskSession = self.engine.load(request.environ.get("HTTP_COOKIE"))  # type: ignore[assignment]
+            session: FlaskSession = self.engine.load(  # type: ignore[assignment]
+                request.environ.get("HTTP_COOKIE"), cookies)
         except StoreUnavailable as error:
             return _UnavailableFlaskSession(error)
         return session
@@ -56,10 +87,10 @@ class SessionKitInterface(SessionInterface):
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         assert isinstance(session, Session)
-        if not saves_session(response.status_code):
-            return
         try:
-            result = self.engine.commit(session, https=request.is_secure)
+            result = self.engine.commit(session, https=request.is_secure,
+                                        status=response.status_code,
+                                        cookies=self.kit.cookies_for(app))
         except StoreUnavailable as error:
             # Too late for an error handler: turn this response into the 503 itself.
             response.status_code = 503
@@ -82,11 +113,25 @@ def _unavailable_response(error: StoreUnavailable) -> Response:
     return Response(UNAVAILABLE_BODY, 503, headers=unavailable(error, engine.config.retry_after))
 
 
+#: sessionkit settings a Flask setting also gives, with the Flask keys they come from.
+_FLASK_COOKIE_SETTINGS = {
+    "cookie_name": "SESSION_COOKIE_NAME",
+    "cookie_domain": "SESSION_COOKIE_DOMAIN",
+    "cookie_path": "SESSION_COOKIE_PATH",
+    "cookie_httponly": "SESSION_COOKIE_HTTPONLY",
+    "cookie_secure": "SESSION_COOKIE_SECURE",
+    "cookie_samesite": "SESSION_COOKIE_SAMESITE",
+    "cookie_partitioned": "SESSION_COOKIE_PARTITIONED",
+    "cookie_refresh": "SESSION_REFRESH_EACH_REQUEST",
+}
+
+
 class SessionKit:
     """``SessionKit(app, store="redis://...", secret_key=KEY)`` or ``init_app(app)`` later.
 
-    Settings come from ``config``/kwargs, else from ``SESSIONKIT_*`` keys of ``app.config``.
-    Without a ``secret_key``, Flask's ``SECRET_KEY`` (and ``SECRET_KEY_FALLBACKS``) is used.
+    Settings come from ``config``/kwargs, else from ``SESSIONKIT_*`` keys of ``app.config``,
+    and Flask's own session settings fill in the rest (module docstring). Without a
+    ``secret_key``, Flask's ``SECRET_KEY`` (and ``SECRET_KEY_FALLBACKS``) is used.
     """
 
     def __init__(
@@ -95,44 +140,111 @@ class SessionKit:
         self._config = config
         self._kwargs = kwargs
         self._engine: SessionEngine | None = None
+        self._explicit: frozenset[str] = frozenset()
+        self._own_secret = False
+        self._seen_keys: tuple[Any, Any] | None = None
+        self._has_secret = False
+        self._writers: dict[tuple[Any, ...], CookieWriter] = {}
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        store = self._kwargs.get("store")
-        custom = store if isinstance(store, Store) else None  # a ready Store object
-        engine = SessionEngine(self.config_for(app), store=custom, session_class=FlaskSession)
-        app.session_interface = SessionKitInterface(engine)
+        config = self.config_for(app)
+        engine = SessionEngine(config, session_class=FlaskSession,
+                               cookie_style=CookieStyle.WERKZEUG)
+        engine.lifecycle.install_exit_hooks()
+        self._engine = engine
+        self._seen_keys = None
+        self._writers = {}
+        app.session_interface = SessionKitInterface(self, engine)
         app.extensions[EXTENSION_KEY] = engine
         app.register_error_handler(StoreUnavailable, _unavailable_response)
-        self._engine = engine
+        app.before_request(engine.lifecycle.request_started)
 
     def config_for(self, app: Flask) -> SessionConfig:
+        """The settings at startup: sessionkit's own, then Flask's where sessionkit has none."""
         kwargs = dict(self._kwargs)
-        if isinstance(kwargs.get("store"), Store):
-            kwargs["store"] = kwargs["store"].name
         if self._config is not None:
             config = SessionConfig.coerce(self._config, kwargs)
+            explicit = set(SessionConfig.__dataclass_fields__)  # a whole config
         else:
             config = SessionConfig.from_mapping(app.config, strict=True, **kwargs)
-        keys = [app.config["SECRET_KEY"], *(app.config.get("SECRET_KEY_FALLBACKS") or [])] if (
-            app.config.get("SECRET_KEY")) else []
+            explicit = {key[len("SESSIONKIT_"):].lower() for key in app.config
+                        if key.startswith("SESSIONKIT_")} | set(kwargs)
+        self._explicit = frozenset(explicit)
+        self._own_secret = bool(config.secret_keys)
+        flask: dict[str, Any] = {}
+        lifetime: timedelta = app.permanent_session_lifetime
+        if "idle_timeout" not in explicit:
+            flask["idle_timeout"] = lifetime
+        if "cookie_max_age" not in explicit:
+            flask["cookie_max_age"] = lifetime
+        if "absolute_timeout" not in explicit:
+            flask["absolute_timeout"] = max(lifetime, _MIN_ABSOLUTE)
+        if "cookie_persistent" not in explicit:
+            flask["cookie_persistent"] = False  # Flask: permanent only when asked
+        flask.update(self._cookie_overrides(app))
+        keys = _flask_keys(app)
         if config.migrate_from == "flask-cookie" and keys:
             # The app's own cookies were signed with its SECRET_KEY, for this long.
-            lifetime = app.permanent_session_lifetime.total_seconds()
-            config = SessionConfig.coerce(config, {
-                "migrate_secret_key": config.migrate_secret_key or keys,
-                "migrate_max_age": config.migrate_max_age or lifetime,
-            })
-        if config.secret_keys or not keys:
-            return config
+            flask["migrate_secret_key"] = config.migrate_secret_key or keys
+            flask["migrate_max_age"] = config.migrate_max_age or lifetime
+        if not self._own_secret and keys:
+            flask["secret_key"] = _usable(keys)
         try:
-            return SessionConfig.coerce(config, {"secret_key": keys})
+            return SessionConfig.coerce(config, flask)
         except ConfigError as exc:
-            raise ConfigError(
-                f"Flask's SECRET_KEY was used as sessionkit's secret_key and was refused: {exc} "
-                f"Or set SESSIONKIT_SECRET_KEY."
-            ) from None
+            raise ConfigError(f"Flask's session settings cannot be honoured: {exc}") from None
+
+    def _cookie_overrides(self, app: Flask) -> dict[str, Any]:
+        """Flask's cookie settings, for the sessionkit settings not given explicitly."""
+        config = app.config
+        found: dict[str, Any] = {}
+        for name, key in _FLASK_COOKIE_SETTINGS.items():
+            if name in self._explicit or key not in config:
+                continue
+            value = config[key]
+            if name == "cookie_path":
+                value = value or config.get("APPLICATION_ROOT") or "/"
+            elif name == "cookie_name" and not value:
+                continue
+            found[name] = value
+        return found
+
+    def cookies_for(self, app: Flask) -> CookieWriter | None:
+        """The cookie of this request, from ``app.config`` as it is now (cached while it does
+        not change); None when there is no secret key at all (Flask's null session)."""
+        engine = self.engine
+        if not self._own_secret:
+            self._follow_secret_key(app, engine)
+            if not self._has_secret:
+                return None
+        overrides = self._cookie_overrides(app)
+        signature = tuple(sorted(overrides.items()))
+        writer = self._writers.get(signature)
+        if writer is None:
+            try:
+                settings = SessionConfig.coerce(engine.config, overrides)
+            except ConfigError as exc:
+                raise ConfigError(f"Flask's session cookie settings are invalid: {exc}"
+                                  ) from None
+            writer = CookieWriter(CookieSettings.from_config(settings), CookieStyle.WERKZEUG)
+            if len(self._writers) > 64:
+                self._writers.clear()
+            self._writers[signature] = writer
+        return writer
+
+    def _follow_secret_key(self, app: Flask, engine: SessionEngine) -> None:
+        """Flask's ``SECRET_KEY`` may be set or rotated after ``init_app``: follow it."""
+        seen = (app.secret_key, app.config.get("SECRET_KEY_FALLBACKS"))
+        if self._seen_keys is not None and seen[0] is self._seen_keys[0] and (
+                seen[1] is self._seen_keys[1]):
+            return
+        self._seen_keys = seen
+        keys = _flask_keys(app)
+        self._has_secret = bool(keys)
+        if keys:
+            engine.rekey(_usable(keys))
 
     @property
     def engine(self) -> SessionEngine:
@@ -140,3 +252,28 @@ class SessionKit:
         if self._engine is None:
             raise RuntimeError("SessionKit.init_app(app) has not been called")
         return self._engine
+
+
+def _flask_keys(app: Flask) -> list[str | bytes]:
+    if not app.config.get("SECRET_KEY"):
+        return []
+    return [app.config["SECRET_KEY"], *(app.config.get("SECRET_KEY_FALLBACKS") or [])]
+
+
+def _usable(keys: list[str | bytes]) -> tuple[bytes, ...]:
+    """Flask's secret keys as sessionkit secrets. A key shorter than sessionkit requires is
+    accepted, because the app already signs its sessions with it, but stretched through a
+    hash (which adds no strength) and reported: set a longer SECRET_KEY or
+    SESSIONKIT_SECRET_KEY."""
+    usable = []
+    for key in keys:
+        raw = key.encode() if isinstance(key, str) else bytes(key)
+        if len(raw) < MIN_SECRET_BYTES:
+            logger.warning(
+                "sessionkit: Flask's SECRET_KEY (or a fallback) is %d bytes, under the %d "
+                "sessionkit asks for; it is used, but any secret that short can be guessed. "
+                "Generate one with: python -c \"import secrets; print(secrets.token_urlsafe(48))\"",
+                len(raw), MIN_SECRET_BYTES)
+            raw = hashlib.sha256(b"sessionkit/v1 short-secret " + raw).digest()
+        usable.append(raw)
+    return tuple(usable)

@@ -5,31 +5,104 @@ The old cookie is verified exactly as the framework did (itsdangerous, the app's
 the framework's salt, key derivation and maximum age); a tampered, expired or foreign cookie is
 ignored. The data becomes a new sessionkit session, saved by the response, whose cookie
 replaces the old one (or, under another name, the old one is deleted).
+
+An import happens once per old cookie: a keyed hash of the imported cookie is remembered in
+the session store until that cookie would have expired anyway, so replaying it after a logout
+(or a log-out-everywhere) brings nothing back. The parallel first requests of one browser all
+carry the old cookie: for ``GRACE_SECONDS`` after the first import they may import it too.
+``migrate_hook(session)`` lets the app bind the user as it imports (``session.user_id = ...``),
+so that a log-out-everywhere reaches imported sessions as well.
 """
 
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from .codecs import encode_value
 from .config import SessionConfig
+from .cookies import CookieSettings, CookieStyle, CookieWriter, cookie_values
 from .errors import ConfigError
+from .ids import derive
+from .session import Session
+from .stores.base import Create, Load, On, Record, Store
+from .stores.memory import MemoryStore
 
 logger = logging.getLogger("sessionkit")
 
 #: Reads an old cookie value: the session's data, or None if it is not a valid old cookie.
-Importer = Callable[[str], dict[str, Any] | None]
+Reader = Callable[[str], dict[str, Any] | None]
+Steps = Generator[On, Any, Any]
 
 FLASK_DEFAULT_MAX_AGE = 31 * 86400  # Flask's PERMANENT_SESSION_LIFETIME default
 STARLETTE_DEFAULT_MAX_AGE = 14 * 86400  # Starlette SessionMiddleware's max_age default
 _FLASK_INTERNAL = frozenset({"_permanent"})
+#: How long after an old cookie was imported the same cookie may be imported again (the
+#: parallel first requests of one browser).
+GRACE_SECONDS = 10.0
+#: Old cookies looked at per request at most.
+_MAX_CANDIDATES = 3
 
 
-def importer_for(config: SessionConfig) -> Importer | None:
+class CookieImport:
+    """Imports the session an old framework cookie carries, once."""
+
+    def __init__(self, read: Reader, cookie_name: str, markers: Store, marker_key: bytes,
+                 window: float, hook: Callable[[Session], None] | None,
+                 old_cookie: CookieWriter | None) -> None:
+        self.read = read
+        self.cookie_name = cookie_name
+        self.markers = markers
+        self._marker_key = marker_key
+        self.window = window
+        self.hook = hook
+        self._old_cookie = old_cookie
+
+    def lookup(self, cookie_header: str | None, candidates: list[str], now: float
+               ) -> Steps:
+        """The data of the first valid old cookie not imported before (grace aside)."""
+        if self._old_cookie is not None:
+            candidates = cookie_values(cookie_header, self.cookie_name)
+        for value in candidates[:_MAX_CANDIDATES]:
+            data = self.read(value)
+            if data is None:
+                continue
+            key = self._marker(value)
+            marker = Record({}, now, now + self.window, now, None, 1)
+            first = yield On(self.markers, Create(key, marker, self.window, if_absent=True))
+            if not first:
+                seen: Record | None = yield On(
+                    self.markers, Load(key, now, self.window, self.window))
+                if seen is not None and seen.expires_at > now and (
+                        now - seen.created_at > GRACE_SECONDS):
+                    logger.info("sessionkit: an old session cookie that was imported before "
+                                "came again; not imported twice")
+                    continue
+            return data
+        return None
+
+    def bind(self, session: Session) -> None:
+        """Let the app bind the user of an imported session (``migrate_hook``)."""
+        if self.hook is not None:
+            self.hook(session)
+
+    def finished(self, https: bool) -> list[str]:
+        """``Set-Cookie`` values that retire the old cookie, when it has another name."""
+        return [self._old_cookie.delete(https=https)] if self._old_cookie is not None else []
+
+    def _marker(self, value: str) -> str:
+        digest = hmac.digest(self._marker_key, value.encode("utf-8", "replace"), "sha256")
+        return "m." + base64.urlsafe_b64encode(digest[:30]).decode("ascii")
+
+
+def importer_for(config: SessionConfig, store: Store, cookies: CookieSettings,
+                 style: CookieStyle = CookieStyle.SESSIONKIT) -> CookieImport | None:
+    """The importer ``migrate_from`` asks for, remembering imports in ``store`` (a process
+    memory when the sessions live in no store: ``jwt://`` without a revocation store)."""
     source = config.migrate_from
     if source not in ("flask-cookie", "starlette-cookie"):
         return None
@@ -41,8 +114,28 @@ def importer_for(config: SessionConfig) -> Importer | None:
         )
     max_age: float | None = config.migrate_max_age  # type: ignore[assignment]  # normalized
     if source == "flask-cookie":
-        return flask_importer(secrets, int(max_age or FLASK_DEFAULT_MAX_AGE))
-    return starlette_importer(secrets, int(max_age or STARLETTE_DEFAULT_MAX_AGE))
+        window = int(max_age or FLASK_DEFAULT_MAX_AGE)
+        read = flask_importer(secrets, window)
+    else:
+        window = int(max_age or STARLETTE_DEFAULT_MAX_AGE)
+        read = starlette_importer(secrets, window)
+    # Both frameworks call their cookie "session" unless told otherwise.
+    name = config.migrate_cookie_name or "session"
+    old_cookie = None
+    if name != cookies.name:
+        old_cookie = CookieWriter(CookieSettings(
+            name=name, path=cookies.path, domain=cookies.domain, httponly=cookies.httponly,
+            secure=cookies.secure, samesite=cookies.samesite), style)
+    if config.scheme == "jwt" and config.revocation_store is None:
+        store = MemoryStore()
+    root = config.secret_keys[0] if config.secret_keys else _as_bytes(secrets[0])
+    hook: Callable[[Session], None] | None = config.migrate_hook
+    return CookieImport(read, name, store, derive(root, b"imported-cookie"), float(window),
+                        hook, old_cookie)
+
+
+def _as_bytes(secret: str | bytes) -> bytes:
+    return secret.encode() if isinstance(secret, str) else secret
 
 
 def _secrets(value: object) -> list[str | bytes]:
@@ -55,7 +148,7 @@ def _secrets(value: object) -> list[str | bytes]:
     raise ConfigError("migrate_secret_key must be a string or a list of strings")
 
 
-def flask_importer(secrets: list[str | bytes], max_age: int) -> Importer:
+def flask_importer(secrets: list[str | bytes], max_age: int) -> Reader:
     """Flask's ``SecureCookieSessionInterface``: its serializer, salt and key derivation."""
     try:
         from flask.sessions import SecureCookieSessionInterface
@@ -82,7 +175,7 @@ def flask_importer(secrets: list[str | bytes], max_age: int) -> Importer:
     return read
 
 
-def starlette_importer(secrets: list[str | bytes], max_age: int) -> Importer:
+def starlette_importer(secrets: list[str | bytes], max_age: int) -> Reader:
     """Starlette's ``SessionMiddleware``: base64 JSON signed by an itsdangerous
     ``TimestampSigner`` keyed with ``str(secret_key)``."""
     from itsdangerous import BadSignature, TimestampSigner

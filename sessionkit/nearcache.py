@@ -54,11 +54,11 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .backend import Found, Lookup, Miss, Steps
-from .codecs import SessionIds
 from .events import Events
+from .ids import SessionIds
 from .serverside import STAMP_SEPARATOR, ServerSide
-from .session import Session
-from .stores.base import Delete, DeleteUser, Op, Record, Store, Touch
+from .session import SessionState
+from .stores.base import Delete, DeleteUser, Op, R, Record, Store, Touch, merge_fields
 
 #: Random bytes of a write stamp (hex in the cookie: 8 characters).
 STAMP_BYTES = 4
@@ -287,7 +287,7 @@ class NearBackend(ServerSide):
     def __init__(
         self, store: Store, ids: SessionIds, instance_id: str, idle: float, absolute: float,
         secondaries: tuple[Store, ...] = (), *, size: int, max_age: float,
-        clock: Callable[[], float], url: str,
+        clock: Callable[[], float],
     ) -> None:
         super().__init__(store, ids, instance_id, idle, absolute, secondaries)
         self.cache = NearCache(size)
@@ -297,7 +297,7 @@ class NearBackend(ServerSide):
         #: Where hits and misses are counted (the engine's ``Events``).
         self.events: Events | None = None
         #: Redis invalidations (``sessionkit.invalidations``), for the stores that push them.
-        self.invalidations = _invalidations_for(store, url, self.cache, clock, idle, absolute)
+        self.invalidations = _invalidations_for(store, self.cache, clock, idle, absolute)
 
     def _count(self, result: str) -> None:
         if self.events is not None:
@@ -337,32 +337,33 @@ class NearBackend(ServerSide):
         return self._value(token, stamp), token, key
 
     def update(
-        self, session: Session, changes: Mapping[str, str], removed: tuple[str, ...],
+        self, state: SessionState, changes: Mapping[str, str], removed: tuple[str, ...],
         record: Record,
     ) -> Steps[str | None]:
-        assert session._key is not None
-        assert session._token is not None
-        key = session._key
+        key, token = state.key, state.token
+        assert key is not None
+        assert token is not None
         ticket, base = self.cache.begin_write(key)
         stamp = new_stamp()
         try:
-            stored = yield from self.write(session, changes, removed, record)
+            stored = yield from self.write(state, changes, removed, record)
         except BaseException:
             self.cache.end_write(key, ticket, None, stamp)
             raise
-        after = _applied(base, changes, removed, record, session._user_changed) if stored else None
+        after = _applied(base, changes, removed, record, state.user_changed) if stored else None
         doubt = self.cache.end_write(key, ticket, after, stamp)
         if doubt and self.invalidations is not None:
             self.invalidations.recheck(key, doubt)
-        return self._value(session._token, stamp) if stored else None
+        return self._value(token, stamp) if stored else None
 
-    def touch(self, session: Session, record: Record) -> Steps[str | None]:
-        assert session._key is not None
-        alive = yield Touch(session._key, record.accessed_at, record.expires_at)
+    def touch(self, state: SessionState, record: Record) -> Steps[str | None]:
+        key = state.key
+        assert key is not None
+        alive = yield Touch(key, record.accessed_at, record.expires_at)
         if alive:
-            self.cache.touched(session._key, record.accessed_at, record.expires_at)
+            self.cache.touched(key, record.accessed_at, record.expires_at)
         else:
-            self.cache.drop(session._key)
+            self.cache.drop(key)
         return None
 
     def destroy(self, key: str, until: float) -> Steps[None]:
@@ -376,26 +377,19 @@ class NearBackend(ServerSide):
         if self.invalidations is not None:
             self.invalidations.stop()
 
-    def cookie_value(self, session: Session) -> str:
-        assert session._token is not None
-        assert session._key is not None
-        return self._value(session._token, self.cache.stamp_of(session._key) or new_stamp())
+    def cookie_value(self, state: SessionState, record: Record) -> str:
+        assert state.token is not None
+        assert state.key is not None
+        return self._value(state.token, self.cache.stamp_of(state.key) or new_stamp())
 
     def _value(self, token: str, stamp: str) -> str:
         return f"{token}{STAMP_SEPARATOR}{stamp}{self._route_suffix}"
 
 
-def _invalidations_for(store: Store, url: str, cache: NearCache, clock: Callable[[], float],
+def _invalidations_for(store: Store, cache: NearCache, clock: Callable[[], float],
                        idle: float, absolute: float) -> Any:
-    """A Redis invalidation watcher for a plain Redis store, else None."""
-    if type(store).__module__ != "sessionkit.stores.redis":
-        return None
-    from .invalidations import RedisInvalidations, watchable
-
-    if not watchable(url):
-        return None
-    prefix: str = getattr(store, "prefix", "")
-    return RedisInvalidations(url, prefix, cache, store, clock, idle, absolute)
+    """The store's invalidation watcher, for the stores that push changes, else None."""
+    return store.invalidation_watcher(cache, clock, idle, absolute)
 
 
 def _applied(base: Record | None, changes: Mapping[str, str], removed: tuple[str, ...],
@@ -403,39 +397,35 @@ def _applied(base: Record | None, changes: Mapping[str, str], removed: tuple[str
     """The stored session after a delta write on top of ``base`` (None when unknown)."""
     if base is None:
         return None
-    fields = {**base.fields, **changes}
-    for name in removed:
-        fields.pop(name, None)
-    return Record(fields, base.created_at, written.expires_at, written.accessed_at,
+    return Record(merge_fields(base.fields, changes, removed), base.created_at,
+                  written.expires_at, written.accessed_at,
                   written.user_id if set_user else base.user_id, base.version + 1,
-                  base.instance)
+                  base.instance, written.meta if set_user else base.meta)
 
 
 class NearStore(Store):
     """The shared store as the app sees it (``engine.store``): every operation goes to the
     store, and whatever it may change is dropped from this instance's copies afterwards."""
 
-    shared = True
-
     def __init__(self, inner: Store, cache: NearCache) -> None:
         self.inner = inner
         self.cache = cache
         self.name = inner.name
-        self.slides_on_load = inner.slides_on_load  # type: ignore[misc]
+        self.capabilities = inner.capabilities  # type: ignore[misc]
 
-    def execute(self, op: Op) -> Any:
+    def execute(self, op: Op[R]) -> R:
         try:
             return self.inner.execute(op)
         finally:
             self._forget(op)
 
-    async def aexecute(self, op: Op) -> Any:
+    async def aexecute(self, op: Op[R]) -> R:
         try:
             return await self.inner.aexecute(op)
         finally:
             self._forget(op)
 
-    def _forget(self, op: Op) -> None:
+    def _forget(self, op: Op[Any]) -> None:
         if isinstance(op, DeleteUser):
             self.cache.drop_user(op.key)
         elif op.method != "load":

@@ -15,8 +15,8 @@ from typing import NamedTuple
 
 from .affinity import split_route
 from .backend import Backend, Found, Lookup, Miss, Steps
-from .codecs import TOKEN_LENGTH, SessionIds
-from .session import Session
+from .ids import TOKEN_LENGTH, SessionIds
+from .session import SessionState
 from .stores.base import Create, Delete, Load, On, Record, Store, Touch, Update
 
 logger = logging.getLogger("sessionkit")
@@ -49,15 +49,21 @@ class ServerSide(Backend):
     ) -> None:
         self.io_store = self.public_store = self.store = store
         self.secondaries = secondaries
-        self.slides_on_load = store.slides_on_load
-        self.ids = ids
-        # Verifying an id depends on nothing but the id: a browser sending the same cookie
-        # again costs a dictionary lookup instead of base64 and an HMAC.
-        self._verify = functools.lru_cache(maxsize=VERIFIED_CACHE_SIZE)(ids.verify)
+        self.slides_on_load = store.capabilities.slides_on_load
+        self._use(ids)
         self.instance_id = instance_id
         self._route_suffix = "." + instance_id
         self._idle = idle
         self._absolute = absolute
+
+    def _use(self, ids: SessionIds) -> None:
+        self.ids = ids
+        # Verifying an id depends on nothing but the id: a browser sending the same cookie
+        # again costs a dictionary lookup instead of base64 and an HMAC.
+        self._verify = functools.lru_cache(maxsize=VERIFIED_CACHE_SIZE)(ids.verify)
+
+    def rekey(self, secret_keys: tuple[bytes, ...]) -> None:
+        self._use(SessionIds(secret_keys))
 
     def parse(self, value: str) -> Cookie | Miss:
         """What a cookie value says, checked (length, characters, authenticity) before any
@@ -130,46 +136,46 @@ class ServerSide(Backend):
         return token + self._route_suffix, token, key
 
     def update(
-        self, session: Session, changes: Mapping[str, str], removed: tuple[str, ...],
+        self, state: SessionState, changes: Mapping[str, str], removed: tuple[str, ...],
         record: Record,
     ) -> Steps[str | None]:
-        yield from self.write(session, changes, removed, record)
+        yield from self.write(state, changes, removed, record)
         return None
 
     def write(
-        self, session: Session, changes: Mapping[str, str], removed: tuple[str, ...],
+        self, state: SessionState, changes: Mapping[str, str], removed: tuple[str, ...],
         record: Record,
     ) -> Steps[bool]:
         """Merge a request's changes into the stored session; False if it was destroyed."""
-        assert session._key is not None
+        assert state.key is not None
         # The deadline slides on the same steps for writes as for reads (see the engine's
         # TOUCH_FRACTION): until a step is due it stays the one stored.
-        slide = self.slides_on_load or session._touch
+        slide = self.slides_on_load or state.touch
         if not slide:
-            record.expires_at = session._expires_at
+            record.expires_at = state.expires_at
         stored: bool = yield Update(
-            session._key, changes, removed, record.user_id, session._user_changed,
-            record.accessed_at, record.expires_at, session._raw, session._version,
-            self._absolute, slide,
+            state.key, changes, removed, record.user_id, state.user_changed,
+            record.accessed_at, record.expires_at, state.raw, state.version,
+            self._absolute, slide, record.meta if state.user_changed else None,
         )
         if not stored:
             logger.info(
                 "sessionkit: session %s was destroyed by another request; this request's "
-                "changes were dropped", self.log_id(session._token or ""),
+                "changes were dropped", self.log_id(state.token or ""),
             )
         return stored
 
-    def touch(self, session: Session, record: Record) -> Steps[str | None]:
-        assert session._key is not None
-        yield Touch(session._key, record.accessed_at, record.expires_at)
+    def touch(self, state: SessionState, record: Record) -> Steps[str | None]:
+        assert state.key is not None
+        yield Touch(state.key, record.accessed_at, record.expires_at)
         return None
 
     def destroy(self, key: str, until: float) -> Steps[None]:
         yield Delete(key)
 
-    def cookie_value(self, session: Session) -> str:
-        assert session._token is not None
-        return session._token + self._route_suffix
+    def cookie_value(self, state: SessionState, record: Record) -> str:
+        assert state.token is not None
+        return state.token + self._route_suffix
 
     def log_id(self, token: str) -> str:
         return self.ids.log_id(token)

@@ -1,15 +1,23 @@
-"""Session: a mapping of JSON values that knows what changed, whatever store keeps it.
+"""Session: the ``dict`` an app sees, in every mode and framework, and nothing more.
 
-Values are decoded lazily, key by key, and at commit only the keys a request touched are
-encoded again and compared with what was loaded. That one comparison finds every change,
-in-place edits of nested lists and dicts included (no ``session.modified = True`` needed), and
-yields the delta that a store merges without losing a concurrent request's keys.
+A ``Session`` *is* a ``dict`` (as Starlette's and Flask's own sessions are), so
+``JSONResponse(request.session)``, ``json.dumps``, ``dict(session)``, ``copy()``, ``|`` and
+``isinstance(session, dict)`` behave as with the framework's own session. What the engine
+needs to know about it (the id, what was loaded, what must be destroyed) lives in a separate
+``SessionState`` that the engine owns; the session only reaches into it for the few methods
+that change the session's lifecycle (``regenerate``, ``invalidate``, ``user_id``).
+
+Changes are found by comparison, not by bookkeeping: at commit each value is encoded again
+(``sessionkit.codecs``) and compared with the text that was loaded, so in-place edits of
+nested lists and dicts are saved without ``session.modified = True``, and only the keys that
+differ are written (a delta that a store merges without losing a concurrent request's keys).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -19,179 +27,268 @@ from .errors import StoreUnavailable
 logger = logging.getLogger("sessionkit")
 _MISSING: Any = object()
 _EMPTY: dict[str, str] = {}
-_SCALARS = frozenset({str, int, float, bool, type(None)})
+#: Immutable values: one that is still the object that was loaded cannot have changed.
+_IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes, tuple})
 MAX_USER_ID_LENGTH = 256
 
 
-class Session(MutableMapping[str, Any]):
-    """The session of one request. Identical in every mode and framework."""
+def check_text(value: str, what: str) -> None:
+    """Refuse a string no UTF-8 store can keep as it is (a lone surrogate) or that databases
+    refuse (NUL), at assignment, with an error the app can catch."""
+    if value.isascii():
+        if "\x00" in value:
+            raise ValueError(f"{what} must not contain NUL characters")
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} must be valid Unicode text (it holds a lone surrogate)"
+                         ) from None
+    if "\x00" in value:
+        raise ValueError(f"{what} must not contain NUL characters")
+
+
+class SessionState:
+    """The engine's bookkeeping for one request's session. Owned by the engine
+    (``sessionkit.engine``); the app never sees it."""
 
     __slots__ = (
-        "_assigned",
-        "_created_at",
-        "_doomed",
-        "_expires_at",
-        "_force",
-        "_generation",
-        "_imported",
-        "_invalidated",
-        "_is_new",
-        "_key",
-        "_last_accessed",
-        "_lookup",
-        "_raw",
-        "_removed",
-        "_reroute",
-        "_route",
-        "_token",
-        "_touch",
-        "_user_changed",
-        "_user_id",
-        "_values",
-        "_version",
-        "accessed",
+        "changed", "created_at", "doomed", "expires_at", "force", "generation", "imported",
+        "invalidated", "is_new", "key", "last_accessed", "loaded", "lookup", "meta", "persistent",
+        "raw", "reroute", "route", "token", "touch", "unreadable", "user_changed", "user_id",
+        "version", "websocket",
     )
 
-    def __init__(
-        self,
-        data: dict[str, Any] | None = None,
-        *,
-        now: float = 0.0,
-        expires_at: float = 0.0,
-    ) -> None:
-        self._raw: dict[str, str] = _EMPTY
-        self._values: dict[str, Any] = {}
-        self._removed: set[str] = set()
-        self._assigned: set[str] = set()
-        self._token: str | None = None
-        self._key: str | None = None
-        self._generation = 0
-        self._route: str | None = None
-        self._created_at = now
-        self._last_accessed = now
-        self._expires_at = expires_at
-        self._user_id: str | None = None
-        self._user_changed = False
-        self._doomed: list[tuple[str, float]] = []  # (key, when it would expire)
-        self._force = False
-        self._invalidated = False
-        self._is_new = True
-        self._lookup = "new"
-        self._touch = False
-        self._reroute = False
-        self._imported = False
-        self._version = 0
-        #: True once the request read or wrote the session (responses then get ``Vary: Cookie``).
+    def __init__(self, now: float = 0.0, expires_at: float = 0.0) -> None:
+        #: Each key's text as loaded (what a store holds), and the values decoded from it.
+        self.raw: dict[str, str] = _EMPTY
+        self.loaded: dict[str, Any] = _EMPTY
+        #: Keys whose stored text could not be decoded: absent for the app, kept in the store.
+        self.unreadable: frozenset[str] = frozenset()
+        self.token: str | None = None  #: the session id (``Session.id``)
+        self.key: str | None = None  #: what the backend destroys; None until saved
+        self.generation = 0
+        self.route: str | None = None
+        self.reroute = False
+        self.created_at = now
+        self.last_accessed = now
+        self.expires_at = expires_at
+        self.user_id: str | None = None
+        self.user_changed = False
+        #: The record's facts about the session (``Record.meta``).
+        self.meta: dict[str, Any] = {}
+        self.doomed: list[tuple[str, float]] = []  #: (key, when it would expire) to destroy
+        self.force = False  #: ``session.modified = True``: save even if nothing differs
+        self.invalidated = False
+        self.is_new = True
+        self.lookup = "new"
+        self.touch = False  #: the deadline is due to slide (a write even if nothing changed)
+        self.imported: Any = None  #: where an imported session came from (``migrate``)
+        self.version = 0
+        #: Whether the request changed the session (kept after commit: Flask's ``modified``).
+        self.changed = False
+        #: Whether the cookie outlives the browser session; None: as configured.
+        self.persistent: bool | None = None
+        #: The session of a WebSocket connection: no cookie can be set.
+        self.websocket = False
+
+    def delta(self, values: dict[str, Any]) -> tuple[dict[str, str], tuple[str, ...]]:
+        """The texts of ``values`` that differ from what was loaded, and the keys removed."""
+        raw, loaded = self.raw, self.loaded
+        changes: dict[str, str] = {}
+        for key, value in dict.items(values):
+            if type(value) in _IMMUTABLE and loaded.get(key, _MISSING) is value:
+                continue  # the very object that was loaded, and immutable: unchanged
+            text = encode_value(key, value)
+            if raw.get(key) != text:
+                changes[key] = text
+        unreadable = self.unreadable
+        return changes, tuple(k for k in raw
+                              if not dict.__contains__(values, k) and k not in unreadable)
+
+    def fields(self, values: dict[str, Any], changes: dict[str, str]) -> dict[str, str]:
+        """Every key's text after a change found by ``delta``: what a whole record holds."""
+        raw = self.raw
+        fields = {key: (changes.get(key) or raw[key]) for key in dict.keys(values)}
+        for key in self.unreadable:
+            fields.setdefault(key, raw[key])
+        return fields
+
+
+class Session(dict[str, Any]):
+    """The session of one request: a ``dict`` of JSON values (and tuple, bytes, Markup, UUID,
+    datetime) with the session's lifecycle on top. Identical in every mode and framework."""
+
+    __slots__ = ("_state", "accessed")
+
+    def __init__(self, data: Mapping[str, Any] | None = None, *,
+                 state: SessionState | None = None) -> None:
+        super().__init__()
+        self._state = state if state is not None else SessionState()
+        #: True once the request read or wrote the session (responses then vary on Cookie).
         self.accessed = False
-        if data:
+        if data:  # a session that holds ``data`` already: unmodified until changed
             self.update(data)
             self.accessed = False
+            self._state.raw = {key: encode_value(key, value) for key, value in data.items()}
+            self._state.loaded = dict(dict.items(self))
 
-    # --- the mapping ------------------------------------------------------------------------
+    # --- the dict, with access tracking and early checks ------------------------------------
     def __getitem__(self, key: str) -> Any:
         self.accessed = True
-        value = self._values.get(key, _MISSING)
-        if value is not _MISSING:
-            return value
-        text = self._raw.get(key)
-        if text is None or key in self._removed:
-            raise KeyError(key)
-        try:
-            value = decode_value(text)
-        except ValueError:
-            logger.error(
-                "sessionkit: stored value of session key %r is not valid JSON; "
-                "treating the key as absent", key,
-            )
-            raise KeyError(key) from None
-        self._values[key] = value
-        return value
+        return dict.__getitem__(self, key)
 
     def __setitem__(self, key: str, value: Any) -> None:
         if type(key) is not str:
             raise TypeError(f"session keys must be str, not {type(key).__name__} ({key!r})")
+        if not key.isascii():
+            check_text(key, "a session key")
         encode_value(key, value)  # fail here, naming the key, not at the end of the request
         self.accessed = True
-        self._values[key] = value
-        self._assigned.add(key)
-        if self._removed:
-            self._removed.discard(key)
+        dict.__setitem__(self, key, value)
 
     def __delitem__(self, key: str) -> None:
         self.accessed = True
-        if key in self._values:
-            del self._values[key]
-            if key in self._raw:
-                self._removed.add(key)
-        elif key in self._raw and key not in self._removed:
-            self._removed.add(key)
-        else:
-            raise KeyError(key)
+        dict.__delitem__(self, key)
 
     def __contains__(self, key: object) -> bool:
         self.accessed = True
-        return key in self._values or (key in self._raw and key not in self._removed)
+        return dict.__contains__(self, key)
 
     def __iter__(self) -> Iterator[str]:
         self.accessed = True
-        raw, removed, values = self._raw, self._removed, self._values
-        keys = [k for k in raw if k not in removed]
-        keys.extend(k for k in values if k not in raw)
-        return iter(keys)
+        return dict.__iter__(self)
 
     def __len__(self) -> int:
         self.accessed = True
-        raw = self._raw
-        return len(raw) - len(self._removed) + sum(1 for k in self._values if k not in raw)
+        return dict.__len__(self)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.accessed = True
+        return dict.get(self, key, default)
+
+    def keys(self) -> Any:
+        self.accessed = True
+        return dict.keys(self)
+
+    def items(self) -> Any:
+        self.accessed = True
+        return dict.items(self)
+
+    def values(self) -> Any:
+        self.accessed = True
+        return dict.values(self)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self.accessed = True
+        return dict.pop(self, key, *default)
+
+    def popitem(self) -> tuple[str, Any]:
+        self.accessed = True
+        return dict.popitem(self)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if not dict.__contains__(self, key):
+            self[key] = default
+        self.accessed = True
+        return dict.__getitem__(self, key)
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        items: Iterable[tuple[Any, Any]]
+        if isinstance(other, Mapping):
+            items = [(key, other[key]) for key in other]
+        elif hasattr(other, "keys"):
+            items = [(key, other[key]) for key in other.keys()]  # noqa: SIM118  (dict.update does)
+        else:
+            items = other
+        for key, value in items:
+            self[key] = value
+        for key, value in kwargs.items():
+            self[key] = value
+        self.accessed = True
+
+    def __ior__(self, other: Any) -> Session:  # type: ignore[override,misc]
+        self.update(other)
+        return self
 
     def clear(self) -> None:
+        """Empty the session. A session left empty ends at the response, as in Starlette and
+        Flask: the cookie is deleted and a server-side store forgets the record."""
         self.accessed = True
-        self._values.clear()
-        self._removed = set(self._raw)
+        dict.clear(self)
+
+    def copy(self) -> dict[str, Any]:
+        """A plain ``dict`` copy (what ``dict.copy`` of the frameworks' sessions gives)."""
+        self.accessed = True
+        return dict(dict.items(self))
+
+    def __copy__(self) -> dict[str, Any]:
+        return self.copy()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        self.accessed = True
+        return copy.deepcopy(dict(dict.items(self)), memo)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (dict(dict.items(self)),))
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain ``dict`` copy of the data (decoding every value)."""
-        return {key: self[key] for key in self}
+        """A plain ``dict`` copy of the data."""
+        return self.copy()
 
     def mark_accessed(self) -> None:
         """Called by Starlette's ``request.session``: the response must vary on Cookie."""
         self.accessed = True
 
+    def mark_modified(self) -> None:
+        """Save the session even if nothing differs (Starlette's spelling of
+        ``modified = True``)."""
+        self.accessed = True
+        self._state.force = True
+
     def __repr__(self) -> str:  # never the id, never the values
-        return f"<{type(self).__name__} new={self._is_new} keys={sorted(self)!r}>"
+        return f"<{type(self).__name__} new={self._state.is_new} keys={sorted(dict.keys(self))!r}>"
 
     # --- lifecycle ----------------------------------------------------------------------------
     @property
     def id(self) -> str | None:
         """The session id, None until the session is first saved (and after ``regenerate()``
         or ``invalidate()`` until the response saves it under its new id)."""
-        return self._token
+        return self._state.token
 
     @property
     def is_new(self) -> bool:
         """True when no stored session was loaded for this request."""
-        return self._is_new
+        return self._state.is_new
 
     @property
     def modified(self) -> bool:
-        """True once anything changed, nested in-place edits included."""
-        if self._force or self._user_changed or self._doomed or self._invalidated:
+        """True once the request changed anything, nested in-place edits included (and after
+        the response, whether it did)."""
+        state = self._state
+        if state.changed or state.force or state.user_changed or state.doomed or (
+                state.invalidated):
             return True
-        changes, removed = self._delta()
+        changes, removed = state.delta(self)
         return bool(changes or removed)
 
     @modified.setter
     def modified(self, value: bool) -> None:
         # Changes are detected without help; True (a Flask habit) forces a save anyway.
-        self._force = bool(value)
+        self._state.force = bool(value)
 
     def regenerate(self) -> None:
         """Give the session a new id, keep its data, destroy the old id (call it at login)."""
         self.accessed = True
-        if self._key is not None:
-            self._doomed.append((self._key, self._expires_at))
-        self._key = None
-        self._token = None
+        state = self._state
+        if state.websocket:
+            raise RuntimeError(
+                "regenerate() cannot work over a WebSocket: no cookie can carry the new id. "
+                "Regenerate in an HTTP request (for example at login); invalidate() works")
+        if state.key is not None:
+            state.doomed.append((state.key, state.expires_at))
+        state.key = None
+        state.token = None
 
     def invalidate(self) -> None:
         """Destroy the session in the store and clear the cookie (call it at logout).
@@ -199,80 +296,100 @@ class Session(MutableMapping[str, Any]):
         The object is then an empty new session: data written afterwards in the same request
         starts a brand-new session with a new id.
         """
-        self.regenerate()
-        self._raw = _EMPTY
-        self._values = {}
-        self._removed = set()
-        self._assigned = set()
-        self._user_id = None
-        self._user_changed = False
-        self._invalidated = True
-        self._is_new = True
+        self.accessed = True
+        state = self._state
+        if state.key is not None:
+            state.doomed.append((state.key, state.expires_at))
+        state.key = None
+        state.token = None
+        dict.clear(self)
+        state.raw = _EMPTY
+        state.loaded = _EMPTY
+        state.unreadable = frozenset()
+        state.user_id = None
+        state.user_changed = False
+        state.invalidated = True
+        state.is_new = True
 
     @property
     def user_id(self) -> str | None:
         """The user this session belongs to, for ``store.delete_user_sessions(user_id)``."""
-        return self._user_id
+        return self._state.user_id
 
     @user_id.setter
     def user_id(self, value: str | None) -> None:
-        if value is not None and (
-            type(value) is not str or not 0 < len(value) <= MAX_USER_ID_LENGTH
-        ):
-            raise TypeError(f"user_id must be None or a str of 1 to {MAX_USER_ID_LENGTH} chars")
+        if value is not None:
+            if type(value) is not str or not 0 < len(value) <= MAX_USER_ID_LENGTH:
+                raise TypeError(
+                    f"user_id must be None or a str of 1 to {MAX_USER_ID_LENGTH} chars")
+            check_text(value, "user_id")
         self.accessed = True
-        if value != self._user_id:
-            self._user_id = value
-            self._user_changed = True
+        state = self._state
+        if value != state.user_id:
+            state.user_id = value
+            state.user_changed = True
+
+    @property
+    def cookie_persistent(self) -> bool | None:
+        """Whether this session's cookie outlives the browser session; None: as configured
+        (``cookie_persistent``). Flask's session answers with its ``permanent``."""
+        return self._state.persistent
 
     @property
     def created_at(self) -> datetime:
-        return datetime.fromtimestamp(self._created_at, UTC)
+        return datetime.fromtimestamp(self._state.created_at, UTC)
 
     @property
     def last_accessed(self) -> datetime:
         """When the session was used before this request (now, for a new session)."""
-        return datetime.fromtimestamp(self._last_accessed, UTC)
+        return datetime.fromtimestamp(self._state.last_accessed, UTC)
 
     @property
     def expires_at(self) -> datetime:
         """When the session expires if it is not used again: the earlier of the idle and the
         absolute limit."""
-        return datetime.fromtimestamp(self._expires_at, UTC)
+        return datetime.fromtimestamp(self._state.expires_at, UTC)
 
-    # --- for the engine -------------------------------------------------------------------
-    def _delta(self) -> tuple[dict[str, str], tuple[str, ...]]:
-        """The encoded values that differ from what was loaded, and the keys removed."""
-        raw, assigned = self._raw, self._assigned
-        changes: dict[str, str] = {}
-        for key, value in self._values.items():
-            if key not in assigned and type(value) in _SCALARS:
-                continue  # read, not assigned, and immutable: cannot have changed
-            text = encode_value(key, value)
-            if raw.get(key) != text:
-                changes[key] = text
-        return changes, tuple(self._removed)
 
-    def _fields(self, changes: dict[str, str] | None = None) -> dict[str, str]:
-        """Every key's encoded value, for writing the whole record. Given ``_delta()``'s
-        changes, nothing is encoded again: a value not among them is unchanged."""
-        removed = self._removed
-        fields = {k: t for k, t in self._raw.items() if k not in removed}
-        if changes is not None:
-            fields.update(changes)
-            return fields
-        for key, value in self._values.items():
-            fields[key] = encode_value(key, value)
-        return fields
+def state_of(session: Session) -> SessionState:
+    """The engine's bookkeeping of ``session`` (for the engine and its backends only)."""
+    return session._state
+
+
+def loaded_session(session_class: type[Session], state: SessionState,
+                   fields: Mapping[str, str]) -> Session:
+    """A session holding the values of stored ``fields`` (each key's text), with ``state``
+    remembering what was loaded. A text that is not JSON is logged and left out (and left as
+    it is in the store)."""
+    session = session_class(state=state)
+    unreadable: list[str] = []
+    for key, text in fields.items():
+        try:
+            dict.__setitem__(session, key, decode_value(text))
+        except (ValueError, RecursionError):
+            logger.error("sessionkit: stored value of session key %r is not valid JSON; "
+                         "treating the key as absent", key)
+            unreadable.append(key)
+    state.raw = fields if isinstance(fields, dict) else dict(fields)
+    state.loaded = dict(dict.items(session))
+    if unreadable:
+        state.unreadable = frozenset(unreadable)
+    return session
 
 
 class UnavailableSession(Session):
     """Stands in for a session whose store is down. Any use raises ``StoreUnavailable``, which
-    the middlewares answer with 503; a request that never touches the session is served."""
+    the middlewares answer with 503; a request that never touches the session is served.
+
+    It holds one hidden entry so that code reading the dict at C level (``json.dumps``'s
+    empty-dict shortcut) cannot take it for an empty session: every such path ends in one of
+    the methods below, which raise."""
 
     __slots__ = ("_error",)
 
     def __init__(self, error: StoreUnavailable) -> None:  # no Session state: nothing loaded
+        dict.__init__(self)
+        dict.__setitem__(self, "\x00unavailable", None)
         self._error = error
 
     def _fail(self, *args: Any, **kwargs: Any) -> NoReturn:
@@ -280,9 +397,18 @@ class UnavailableSession(Session):
 
     __getitem__ = __setitem__ = __delitem__ = __contains__ = __iter__ = __len__ = _fail
     get = pop = popitem = setdefault = update = clear = keys = items = values = _fail
-    to_dict = mark_accessed = regenerate = invalidate = _fail
-    id = user_id = created_at = last_accessed = expires_at = modified = property(_fail, _fail)
+    copy = __copy__ = __deepcopy__ = __reduce__ = __ior__ = __or__ = __ror__ = _fail
+    __eq__ = __ne__ = _fail
+    to_dict = mark_accessed = mark_modified = regenerate = invalidate = _fail
+    id = user_id = created_at = last_accessed = expires_at = modified = is_new = property(
+        _fail, _fail)
+    cookie_persistent = property(_fail)
     accessed = property(lambda self: False, _fail)
 
     def __repr__(self) -> str:
         return f"<UnavailableSession: {self._error}>"
+
+    def __bool__(self) -> bool:
+        raise self._error
+
+    __hash__ = None  # type: ignore[assignment]

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
 from .affinity import split_route
-from .codecs import SessionIds
+from .ids import SessionIds
 from .stores.base import Load, Record, Store
 
 #: Lifetime given to user indexes of copied sessions (the default absolute timeout): no

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, TypeAlias
 
-from ._http import UNAVAILABLE_BODY, add_vary_cookie, saves_session, unavailable
+from ._http import UNAVAILABLE_BODY, add_vary_cookie, unavailable
 from .config import SessionConfig
 from .engine import SessionEngine
 from .errors import StoreUnavailable
@@ -31,9 +31,11 @@ class SessionMiddleware:
     ) -> None:
         self.app = app
         self.engine = engine if engine is not None else SessionEngine(config, **kwargs)
+        self.engine.lifecycle.install_exit_hooks()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         engine = self.engine
+        engine.lifecycle.request_started()
         session: Session
         try:
             session = engine.load(environ.get("HTTP_COOKIE"))
@@ -47,9 +49,8 @@ class SessionMiddleware:
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
         ) -> Any:
             nonlocal started
-            if (not started and not isinstance(session, UnavailableSession)
-                    and saves_session(_status_code(status))):
-                result = engine.commit(session, https=https)
+            if not started and not isinstance(session, UnavailableSession):
+                result = engine.commit(session, https=https, status=_status_code(status))
                 if result.vary or result.set_cookies or result.headers:
                     headers = list(headers)
                     if result.vary:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from sessionkit.errors import StoreUnavailable
@@ -30,7 +31,9 @@ class RecordingStore(MemoryStore):
 
     def __init__(self, slides_on_load: bool = True) -> None:
         super().__init__()
-        self.slides_on_load = slides_on_load  # type: ignore[misc]
+        self.capabilities = dataclasses.replace(  # type: ignore[misc]
+            MemoryStore.capabilities, slides_on_load=slides_on_load)
+        self.slides_on_load = slides_on_load
         self.ops: list[str] = []
 
     def execute(self, op: Op) -> Any:

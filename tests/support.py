@@ -143,6 +143,23 @@ class ShopClient:
             self._client.cookies.clear()
 
 
+def cookie_attributes(header: str) -> dict[str, str]:
+    """The attributes of a ``Set-Cookie`` value, by lower-case name (each framework spells
+    and orders them its own way)."""
+    found = {}
+    for part in header.split(";")[1:]:
+        name, _, value = part.strip().partition("=")
+        found[name.lower()] = value
+    return found
+
+
+def deletes_cookie(header: str, name: str = "session") -> bool:
+    """Whether a ``Set-Cookie`` value makes the browser forget cookie ``name``."""
+    attributes = cookie_attributes(header)
+    return header.startswith(name + "=") and (
+        attributes.get("max-age") == "0" or "1970" in attributes.get("expires", ""))
+
+
 def make_app(framework: str, config: Any) -> Any:
     if framework == "flask":
         from examples.flask_app import create_app as create_flask

@@ -23,6 +23,7 @@ PyJWT checks the signature; the claims are checked here, against the engine's cl
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -34,18 +35,18 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import jwt
 import jwt.algorithms
 
 from ..backend import Backend, Found, Lookup, Miss, Steps
-from ..codecs import encode_value
+from ..codecs import json_text
 from ..config import SessionConfig
 from ..errors import ConfigError
-from ..session import Session
-from ..stores.base import Create, DeleteUser, Load, Op, Record, Store
+from ..session import SessionState
+from ..stores.base import Capabilities, Create, DeleteUser, Load, Op, R, Record, Store
 
 logger = logging.getLogger("sessionkit")
 
@@ -69,6 +70,8 @@ class Token(NamedTuple):
     created_at: float
     user_id: str | None
     fields: dict[str, str]
+    #: When the user was bound (``ub``): a log-out-everywhere revokes tokens bound before it.
+    bound_at: float | None = None
 _ALLOWED_HEADER = frozenset({"alg", "kid", "typ"})
 _COMPACT_RE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
@@ -194,15 +197,15 @@ class ClientSideStore(Store):
         self.backend = backend
         self.name = "jwt://"
 
-    def execute(self, op: Op) -> Any:
+    def execute(self, op: Op[R]) -> R:
         self.backend.io_store.execute(self._translate(op))
-        return 0  # how many tokens were out there is unknowable: the client holds them
+        return cast(R, 0)  # how many tokens were out there is unknowable: the client has them
 
-    async def aexecute(self, op: Op) -> Any:
+    async def aexecute(self, op: Op[R]) -> R:
         await self.backend.io_store.aexecute(self._translate(op))
-        return 0
+        return cast(R, 0)
 
-    def _translate(self, op: Op) -> Op:
+    def _translate(self, op: Op[Any]) -> Op[bool]:
         if not isinstance(op, DeleteUser):
             raise TypeError("client-side sessions have no server-side records to operate on")
         return self.backend.not_before_op(op.key)
@@ -212,20 +215,22 @@ class _NoRevocation(Store):
     """Stands in when no revocation store is configured: nothing can be revoked."""
 
     name = "none"
+    capabilities = Capabilities(nonblocking=True)
 
-    def execute(self, op: Op) -> Any:
+    def execute(self, op: Op[R]) -> R:
         raise ConfigError(
             "log out everywhere needs revocation_store=<a shared store URL> in jwt:// mode: "
             "without one a copied token stays valid until it expires"
         )
 
-    async def aexecute(self, op: Op) -> Any:
+    async def aexecute(self, op: Op[R]) -> R:
         return self.execute(op)
 
 
 class JwtBackend(Backend):
     def __init__(self, config: SessionConfig, revocation: Store | None) -> None:
-        self.options = JwtOptions(config.store)
+        self.options = JwtOptions(config.store if isinstance(config.store, str) else "jwt://")
+        self.config = config
         self.keys = JwtKeys(config, self.options.algorithm)
         self.revocation = revocation
         self.io_store = revocation if revocation is not None else _NoRevocation()
@@ -233,13 +238,19 @@ class JwtBackend(Backend):
         self.slides_on_load = False
         self._idle = config.idle_seconds
         self._absolute = config.absolute_seconds
-        self._clock = config.clock
+        self._clock = config.now
         # Verifying a token depends on nothing but the token: remember the last few thousand,
         # so a browser sending the same cookie again costs a dictionary lookup. Tokens issued
         # here are remembered as they are signed: the next request brings them back.
         self._known = _KnownTokens(TOKEN_CACHE_SIZE)
         root = config.secret_keys[0] if config.secret_keys else _key_bytes(self.keys.sign)
         self._user_key = hmac.digest(root, b"sessionkit/v1 jwt-user", "sha256")
+
+    def rekey(self, secret_keys: tuple[bytes, ...]) -> None:
+        """Sign and verify with other secrets from now on (HS algorithms)."""
+        self.keys = JwtKeys(dataclasses.replace(self.config, secret_key=secret_keys),
+                            self.options.algorithm)
+        self._known = _KnownTokens(TOKEN_CACHE_SIZE)
 
     # --- reading ----------------------------------------------------------------------------
     def lookup(self, value: str, now: float) -> Steps[Lookup]:
@@ -251,6 +262,8 @@ class JwtBackend(Backend):
             return INVALID
         record = Record(token.fields, token.created_at, token.expires_at, token.issued_at,
                         token.user_id, 0)
+        if token.bound_at is not None:
+            record.meta = {"ub": token.bound_at}
         if self.revocation is not None:
             denied: Record | None = yield Load(_deny_key(token.sid), now, self._idle,
                                                self._absolute)
@@ -259,7 +272,8 @@ class JwtBackend(Backend):
             if record.user_id is not None:
                 marker = yield Load(self._user_marker(record.user_id), now, self._idle,
                                     self._absolute)
-                if marker is not None and _not_before(marker) >= record.created_at:
+                bound = token.bound_at if token.bound_at is not None else token.created_at
+                if marker is not None and _not_before(marker) >= bound:
                     return NOT_FOUND
         return Found(record, token.sid, token.sid, None, 0 if token.kid == self.keys.kid else 1)
 
@@ -317,11 +331,15 @@ class JwtBackend(Backend):
         if self.options.audience is not None and claims.get("aud") != self.options.audience:
             return None
         try:
-            fields = {k: encode_value(k, v) for k, v in data.items()}
+            fields = {k: json_text(v) for k, v in data.items()}
         except TypeError:
             return None
         exp, nbf, iat, ct = (float(t) for t in times)  # type: ignore[arg-type]
-        return Token(sid, kid, exp, nbf, iat, ct, user, fields)
+        bound = claims.get("ub")
+        if bound is not None and (type(bound) not in (int, float) or not math.isfinite(bound)):
+            return None
+        return Token(sid, kid, exp, nbf, iat, ct, user, fields,
+                     float(bound) if bound is not None else None)
 
     # --- writing ----------------------------------------------------------------------------
     def create(self, record: Record) -> Steps[tuple[str, str, str]]:
@@ -330,17 +348,17 @@ class JwtBackend(Backend):
         return self._issue(sid, record), sid, sid
 
     def update(
-        self, session: Session, changes: Mapping[str, str], removed: tuple[str, ...],
+        self, state: SessionState, changes: Mapping[str, str], removed: tuple[str, ...],
         record: Record,
     ) -> Steps[str | None]:
-        assert session._token is not None
+        assert state.token is not None
         yield from ()
-        return self._issue(session._token, record)
+        return self._issue(state.token, record)
 
-    def touch(self, session: Session, record: Record) -> Steps[str | None]:
-        assert session._token is not None
+    def touch(self, state: SessionState, record: Record) -> Steps[str | None]:
+        assert state.token is not None
         yield from ()
-        return self._issue(session._token, record)
+        return self._issue(state.token, record)
 
     def destroy(self, key: str, until: float) -> Steps[None]:
         """Deny-list the ``sid`` until its token would have expired anyway."""
@@ -350,7 +368,7 @@ class JwtBackend(Backend):
         if until > now:
             yield Create(_deny_key(key), Record({}, now, until, now, None, 1), self._absolute)
 
-    def not_before_op(self, user_id: str) -> Op:
+    def not_before_op(self, user_id: str) -> Op[bool]:
         """Every session of ``user_id`` created before now is revoked."""
         now = self._clock()
         marker = Record({"nbf": repr(now)}, now, now + self._absolute, now, None, 1)
@@ -359,8 +377,10 @@ class JwtBackend(Backend):
     def log_id(self, token: str) -> str:
         return hmac.digest(self._user_key, token.encode(), "sha256")[:8].hex()
 
-    def cookie_value(self, session: Session) -> str:
-        raise NotImplementedError("a token is re-issued by update/touch, never re-routed")
+    def cookie_value(self, state: SessionState, record: Record) -> str:
+        """The token again, signed now (a refreshed cookie)."""
+        assert state.token is not None
+        return self._issue(state.token, record)
 
     def _issue(self, sid: str, record: Record) -> str:
         """Sign the session as a token. The data claim is assembled from each value's JSON
@@ -375,6 +395,9 @@ class JwtBackend(Backend):
         ]
         if record.user_id is not None:
             claims.append(f'"uid":{encode_basestring(record.user_id)}')
+        bound = record.meta.get("ub")
+        if bound is not None:
+            claims.append(f'"ub":{float(bound)!r}')
         if self.options.issuer is not None:
             claims.append(f'"iss":{json.dumps(self.options.issuer)}')
         if self.options.audience is not None:
@@ -386,7 +409,8 @@ class JwtBackend(Backend):
         token = signing_input + "." + _b64(signature)
         self._known.put(token, Token(
             sid, self.keys.kid, float(int(record.expires_at)), float(int(now)),
-            float(int(now)), record.created_at, record.user_id, dict(record.fields)))
+            float(int(now)), record.created_at, record.user_id, dict(record.fields),
+            float(bound) if bound is not None else None))
         return token
 
     def _user_marker(self, user_id: str) -> str:

@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..config import redact_url
 from ..events import LOOKUPS, Events, Histogram
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
@@ -45,7 +44,7 @@ def instance_snapshot(engine: Any) -> dict[str, Any]:
         "instance": engine.instance_id,
         "up": True,
         "mode": events.labels["mode"],
-        "store": redact_url(engine.config.store),
+        "store": engine.config.store_name,
         "live_sessions": events.live_sessions(),
         "lookups": dict(events.lookups),
         "events": dict(events.counts),

@@ -13,19 +13,19 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Any
 
 from .base import (
+    BlockingStore,
+    Capabilities,
     Create,
     Delete,
     DeleteUser,
     Load,
-    Op,
     Record,
-    Store,
     Touch,
     Update,
     deadline,
+    merge_fields,
     positive_int,
     url_options,
 )
@@ -34,9 +34,9 @@ logger = logging.getLogger("sessionkit")
 _SWEEP_PER_WRITE = 2
 
 
-class MemoryStore(Store):
-    shared = False
-    slides_on_load = True
+class MemoryStore(BlockingStore):
+    capabilities = Capabilities(shared=False, slides_on_load=True, nonblocking=True,
+                                lists_records=True)
 
     def __init__(self, max_sessions: int = 100_000) -> None:
         if max_sessions < 1:
@@ -60,9 +60,6 @@ class MemoryStore(Store):
             items = [(key, _copy(r)) for key, r in self._records.items()]
         for start in range(0, len(items), batch):
             yield items[start:start + batch]
-
-    async def aexecute(self, op: Op) -> Any:
-        return self.execute(op)  # nothing to await: memory operations never block
 
     # --- operations -----------------------------------------------------------------------
     def load(self, op: Load) -> Record | None:
@@ -99,10 +96,9 @@ class MemoryStore(Store):
                 if record is not None:
                     self._drop(op.key, record)
                 return False
-            fields = {**record.fields, **op.changes}
-            for name in op.removed:
-                fields.pop(name, None)
-            record.fields = fields
+            record.fields = merge_fields(record.fields, op.changes, op.removed)
+            if op.meta is not None:
+                record.meta = dict(op.meta)
             if op.set_user and op.user_id != record.user_id:
                 self._unindex(op.key, record.user_id)
                 record.user_id = op.user_id
@@ -180,4 +176,4 @@ def _copy(record: Record) -> Record:
     place (updates build a new dict), so sharing is safe and saves a copy per read.
     (``dataclasses.replace`` costs several times as much on this hot path.)"""
     return Record(record.fields, record.created_at, record.expires_at, record.accessed_at,
-                  record.user_id, record.version, record.instance)
+                  record.user_id, record.version, record.instance, record.meta)

@@ -43,7 +43,18 @@ import redis.sentinel
 from ..config import redact_url
 from ..errors import ConfigError, StoreUnavailable
 from ..sansio import run_async, run_sync
-from .base import Create, Delete, DeleteUser, Load, Op, Record, Store, Touch, Update
+from .base import (
+    Capabilities,
+    CommandStore,
+    Create,
+    Delete,
+    DeleteUser,
+    Load,
+    R,
+    Record,
+    Touch,
+    Update,
+)
 
 logger = logging.getLogger("sessionkit")
 
@@ -59,7 +70,7 @@ DEFAULT_TIMEOUT = 2.0  # seconds: a store that does not answer is down, not slow
 ASYNC_POOL_SIZE = 100  # connections per event loop (redis.asyncio's default)
 POOL_WAIT_SECONDS = 20.0  # the most a command waits for a free pooled connection
 Command: TypeAlias = tuple[str, tuple[Any, ...]]
-Steps: TypeAlias = Generator[list[Command], list[Any], Any]
+Steps: TypeAlias = Generator[list[Command], list[Any], R]
 
 #: Errors that mean "Redis is not reachable right now" (failover, restart, network), or
 #: refuses writes (full under ``maxmemory-policy noeviction``: 503, not a crash).
@@ -80,9 +91,8 @@ def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
-class RedisStore(Store):
-    shared = True
-    slides_on_load = False
+class RedisStore(CommandStore[list[Command]]):
+    capabilities = Capabilities(shared=True, lists_records=True)
 
     def __init__(
         self,
@@ -91,9 +101,12 @@ class RedisStore(Store):
         *,
         name: str,
         prefix: str = DEFAULT_PREFIX,
+        watch_url: str | None = None,
     ) -> None:
         self.name = name
         self.prefix = prefix
+        #: A plain Redis URL to watch for invalidations (hybrid mode), when one can be.
+        self._watch_url = watch_url
         self._sync_factory = sync_factory
         self._async_factory = async_factory
         self._sync_client: Any = None
@@ -136,7 +149,8 @@ class RedisStore(Store):
                     plain, max_connections=ASYNC_POOL_SIZE, timeout=POOL_WAIT_SECONDS)
                 return redis.asyncio.Redis.from_pool(pool)
 
-        return cls(sync_factory, async_factory, name=name, prefix=prefix)
+        watch = url if scheme in ("redis", "rediss", "unix") else None
+        return cls(sync_factory, async_factory, name=name, prefix=prefix, watch_url=watch)
 
     def _sync(self) -> Any:
         if self._sync_client is None:
@@ -151,21 +165,32 @@ class RedisStore(Store):
         return client
 
     # --- I/O: the only code that touches a client --------------------------------------------
-    def execute(self, op: Op) -> Any:
+    def run(self, steps: Steps[R]) -> R:
         try:
             if not self._policy_checked:
                 run_sync(self._check_policy(), self._send)
-            return run_sync(getattr(self, op.method)(op), self._send)
+            return run_sync(steps, self._send)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(self.name, exc) from exc
 
-    async def aexecute(self, op: Op) -> Any:
+    async def arun(self, steps: Steps[R]) -> R:
         try:
             if not self._policy_checked:
                 await run_async(self._check_policy(), self._asend)
-            return await run_async(getattr(self, op.method)(op), self._asend)
+            return await run_async(steps, self._asend)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(self.name, exc) from exc
+
+    def invalidation_watcher(self, cache: Any, clock: Callable[[], float], idle: float,
+                             absolute: float) -> Any:
+        """Plain Redis pushes changes (``CLIENT TRACKING``, ``sessionkit.invalidations``);
+        Sentinel and Cluster stores are not watched (copies live ``near_cache_max_age``)."""
+        if self._watch_url is None:
+            return None
+        from ..invalidations import RedisInvalidations
+
+        return RedisInvalidations(self._watch_url, self.prefix, cache, self, clock, idle,
+                                  absolute)
 
     def _send(self, batch: list[Command]) -> list[Any]:
         """One round trip: a lone command directly, several in one pipeline."""
@@ -201,7 +226,7 @@ class RedisStore(Store):
             await _close_async(client)
 
     # --- operations (no I/O: they yield commands) -----------------------------------------
-    def _check_policy(self) -> Steps:
+    def _check_policy(self) -> Steps[None]:
         """Warn once if Redis may evict sessions to free memory: every session has a TTL, so
         ``volatile-*`` policies evict them as surely as ``allkeys-*``; only ``noeviction``
         keeps them (writes then fail with an error instead of logging people out). A server
@@ -232,7 +257,7 @@ class RedisStore(Store):
     def _user_key(self, user_id: str) -> str:
         return f"{self.prefix}user:{user_id}"
 
-    def load(self, op: Load) -> Steps:
+    def load(self, op: Load) -> Steps[Record | None]:
         try:
             [raw] = yield [("hgetall", (self._key(op.key),))]
         except redis.exceptions.ResponseError:  # not a hash: not ours, never trusted
@@ -244,7 +269,7 @@ class RedisStore(Store):
             logger.error("sessionkit: unreadable session record in %s; ignoring it", self.name)
         return record
 
-    def create(self, op: Create) -> Steps:
+    def create(self, op: Create) -> Steps[bool]:
         record, key = op.record, self._key(op.key)
         mapping: dict[str, Any] = {"d:" + k: v for k, v in record.fields.items()}
         mapping.update(c=repr(record.created_at), e=repr(record.expires_at),
@@ -268,7 +293,7 @@ class RedisStore(Store):
             yield batch
         return True
 
-    def update(self, op: Update) -> Steps:
+    def update(self, op: Update) -> Steps[bool]:
         key = self._key(op.key)
         mapping: dict[str, Any] = {"d:" + k: v for k, v in op.changes.items()}
         mapping.update(e=repr(op.expires_at), a=repr(op.now))
@@ -292,7 +317,7 @@ class RedisStore(Store):
             return False
         return True
 
-    def touch(self, op: Touch) -> Steps:
+    def touch(self, op: Touch) -> Steps[bool]:
         key = self._key(op.key)
         mapping = {"e": repr(op.expires_at), "a": repr(op.now), "f": FORMAT}
         replies = yield [
@@ -304,11 +329,11 @@ class RedisStore(Store):
             return False
         return True
 
-    def delete(self, op: Delete) -> Steps:
+    def delete(self, op: Delete) -> Steps[None]:
         yield [("delete", (self._key(op.key),))]
         return None
 
-    def delete_user(self, op: DeleteUser) -> Steps:
+    def delete_user(self, op: DeleteUser) -> Steps[int]:
         user_key = self._user_key(op.key)
         [members] = yield [("smembers", (user_key,))]
         if not members:

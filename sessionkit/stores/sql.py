@@ -91,7 +91,20 @@ from sqlalchemy.pool import StaticPool
 from ..config import parse_bool, redact_url
 from ..errors import ConfigError, StoreUnavailable
 from ..sansio import run_async, run_sync
-from .base import Create, Delete, DeleteUser, Load, Op, Record, Store, Touch, Update
+from .base import (
+    Capabilities,
+    CommandStore,
+    Create,
+    Delete,
+    DeleteUser,
+    Load,
+    Op,
+    R,
+    Record,
+    Touch,
+    Update,
+    merge_fields,
+)
 
 __all__ = ["SQLStore", "face_urls", "gc"]
 
@@ -372,12 +385,11 @@ class _AsyncFace:
 
 
 # --- the store --------------------------------------------------------------------------------
-class SQLStore(Store):
+class SQLStore(CommandStore[Step]):
     """Sessions in one SQL table. Operation methods are generators run by ``execute`` and
     ``aexecute``; nothing connects before the first operation."""
 
-    shared = True
-    slides_on_load = False
+    capabilities = Capabilities(shared=True, lists_records=True)
 
     def __init__(self, url: str) -> None:
         self.name = redact_url(url)
@@ -411,27 +423,27 @@ class SQLStore(Store):
         return cls(url)
 
     # --- faces --------------------------------------------------------------------------------
-    def execute(self, op: Op) -> Any:
+    def execute(self, op: Op[R]) -> R:
         try:
-            return self._run_sync(self._steps(op))
+            return self.run(self.steps(op))
         except StoreUnavailable as exc:
             if not _connection_lost(exc):
                 raise
-            return self._run_sync(self._steps(op))  # once, on a fresh connection
+            return self.run(self.steps(op))  # once more, on a fresh connection
 
-    async def aexecute(self, op: Op) -> Any:
+    async def aexecute(self, op: Op[R]) -> R:
         try:
-            return await self._run_async(self._steps(op))
+            return await self.arun(self.steps(op))
         except StoreUnavailable as exc:
             if not _connection_lost(exc):
                 raise
-            return await self._run_async(self._steps(op))
+            return await self.arun(self.steps(op))
 
     def iter_records(self, batch: int = 1000) -> Iterator[list[tuple[str, Record]]]:
         """Rows in id order, a batch per transaction (keyset pagination: no OFFSET scans)."""
         after = ""
         while True:
-            rows = self._run_sync(self._page(after, batch))
+            rows = self.run(self._page(after, batch))
             found = [(row.id, record) for row in rows
                      if (record := self._record(row)) is not None]
             if found:
@@ -444,7 +456,7 @@ class SQLStore(Store):
         """One transaction and, where the dialect can, one statement per batch."""
         if not items:
             return 0
-        return self._run_sync(self._insert_many([self._row(k, r) for k, r in items]))
+        return self.run(self._insert_many([self._row(k, r) for k, r in items]))
 
     def _page(self, after: str, size: int) -> Steps[list[Any]]:
         table = self.table
@@ -473,10 +485,10 @@ class SQLStore(Store):
 
         Each batch of ``batch_size`` rows is its own transaction, so a large backlog never
         holds locks for long."""
-        return self._run_sync(self._collect(*_gc_arguments(now, batch_size)))
+        return self.run(self._collect(*_gc_arguments(now, batch_size)))
 
     async def agc(self, now: float | None = None, batch_size: int = 1000) -> int:
-        return await self._run_async(self._collect(*_gc_arguments(now, batch_size)))
+        return await self.arun(self._collect(*_gc_arguments(now, batch_size)))
 
     def close(self) -> None:
         with self._lock:
@@ -499,12 +511,8 @@ class SQLStore(Store):
         if memory_engine is not None:
             await memory_engine.dispose()
 
-    def _steps(self, op: Op) -> Steps[Any]:
-        steps: Steps[Any] = getattr(self, op.method)(op)
-        return steps
-
-    # --- runners: I/O only --------------------------------------------------------------------
-    def _run_sync(self, steps: Steps[T]) -> T:
+    # --- runners: I/O only (CommandStore.run / arun) ---------------------------------------
+    def run(self, steps: Steps[T]) -> T:
         with self._unavailable_on_failure():
             engine = self._sync_engine()
             if not self._sync_ready:
@@ -520,7 +528,7 @@ class SQLStore(Store):
             connection.commit()
             return result
 
-    async def _run_async(self, steps: Steps[T]) -> T:
+    async def arun(self, steps: Steps[T]) -> T:
         with self._unavailable_on_failure():
             face = await self._async_face()
             if not self._async_ready:
@@ -818,9 +826,7 @@ class SQLStore(Store):
     def _merge(self, op: Update, fields: Mapping[str, str], version: int) -> sa.Update:
         """The compare-and-set write of ``fields`` with the delta applied, if still ``version``."""
         table = self.table
-        merged = {**fields, **op.changes}
-        for name in op.removed:
-            merged.pop(name, None)
+        merged = merge_fields(fields, op.changes, op.removed)
         values: dict[str, Any] = {"data": _encode_fields(merged), "version": table.c.version + 1}
         if op.set_user:
             values["user_id"] = op.user_id

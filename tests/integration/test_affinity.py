@@ -168,6 +168,7 @@ def test_sigterm_drains_a_plain_process(tmp_path: Path) -> None:
         import os, signal, sys
         from sessionkit import SessionEngine
         engine = SessionEngine(store="memory://", secret_key={KEY!r}, drain_to={url!r})
+        engine.lifecycle.install_exit_hooks()  # what the adapters do at startup
         session = engine.load(None)
         session["cart"] = ["apple"]
         [cookie] = engine.commit(session).set_cookies
@@ -220,6 +221,7 @@ def test_several_worker_processes_of_one_instance_are_detected(tmp_path: Path) -
         logging.basicConfig(level=logging.WARNING, stream=sys.stdout)
         from sessionkit import SessionEngine
         engine = SessionEngine(store="memory://", secret_key={KEY!r}, instance_id={name!r})
+        engine.lifecycle.request_started()  # what the adapters do for every request
         engine.load(None)
         print("claimed", flush=True)
         time.sleep(float(sys.argv[1]))

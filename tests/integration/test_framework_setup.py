@@ -59,9 +59,15 @@ def test_flask_secret_key_and_its_fallbacks_are_used_for_rotation() -> None:
     assert other.get("/get").json == {"value": "kept", "ours": True}
 
 
-def test_a_short_flask_secret_key_is_refused_with_a_pointer() -> None:
-    with pytest.raises(ConfigError, match=r"Flask's SECRET_KEY .* SESSIONKIT_SECRET_KEY"):
-        SessionKit(flask_app(SECRET_KEY="dev"))
+def test_a_short_flask_secret_key_works_and_is_reported(caplog: pytest.LogCaptureFixture
+                                                        ) -> None:
+    """The app signs its sessions with it already: refusing it would break the app."""
+    app = flask_app(SECRET_KEY="dev")
+    SessionKit(app)
+    assert "SECRET_KEY (or a fallback) is 3 bytes" in caplog.text
+    client = app.test_client()
+    client.post("/put/x")
+    assert client.get("/get").json == {"value": "x", "ours": True}
 
 
 def test_a_misspelt_setting_in_app_config_is_refused() -> None:
