@@ -53,10 +53,13 @@ SUITES = {
         PeerSuite(
             name="starsessions",
             distribution="starsessions",
+            # Its middleware and session-lifetime tests. tests/test_session.py is left out: it
+            # builds starsessions' SessionHandler (private API, by its docstring) by hand, so it
+            # never meets the middleware; its stores' and serializers' tests neither.
             test_files=(
                 "tests/test_middleware.py", "tests/test_autoloading.py",
                 "tests/test_rolling_session.py", "tests/test_expiring_session.py",
-                "tests/test_metadata.py", "tests/test_session.py",
+                "tests/test_metadata.py",
             ),
             source="checkout",
             checkout_variable="SESSIONKIT_PEER_STARSESSIONS_SOURCE",
