@@ -128,8 +128,12 @@ def pytest_report_header() -> str:
 def pytest_collection_finish(session: Any) -> None:
     """Record which collected test modules hold sessionkit's objects, and any that still hold
     the peer's own (imported before the substitution: the run would prove nothing)."""
-    ours = {id(importlib.import_module(o.split(":")[0]).__dict__[o.split(":")[1]]): o
-            for _, o in _evidence["replaced"] if not o.startswith("sessionkit.flask")}
+    ours = set()
+    for _, our_name in _evidence["replaced"]:
+        if our_name.startswith("sessionkit.flask"):  # the Flask hook swaps no module attribute
+            continue
+        module, attribute = _resolve(our_name)
+        ours.add(id(getattr(module, attribute)))
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None) or ""
         if not path.startswith(str(session.config.rootpath)):
