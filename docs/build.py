@@ -26,6 +26,7 @@ PAGES = [
     ("configuration.md", "Configuration"),
     ("deploying.md", "Deploying behind a load balancer"),
     ("migration.md", "Migration"),
+    ("coming-from-peers.md", "Coming from Starlette, Flask, starsessions"),
     ("security.md", "Security"),
     ("operations.md", "Operations"),
     ("cluster-demo.md", "Cluster demo"),
