@@ -180,7 +180,8 @@ class Session(dict[str, Any]):
         return dict.values(self)
 
     def pop(self, key: str, *default: Any) -> Any:
-        self.accessed = True
+        if dict.__contains__(self, key):  # as Starlette's: popping nothing touches nothing
+            self.accessed = True
         return dict.pop(self, key, *default)
 
     def popitem(self) -> tuple[str, Any]:
