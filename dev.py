@@ -13,6 +13,7 @@ as it goes; only Python 3.11+ is needed beforehand.
   python3 dev.py bench [--quick] [...]        sessionkit against its peers (bench/README.md)
   python3 dev.py lint                         ruff and mypy
   python3 dev.py docs [OUT]                   the guides and API reference as HTML (docs/_build)
+  python3 dev.py release-check                build, check and install the sdist and the wheel
 """
 
 from __future__ import annotations
@@ -200,7 +201,8 @@ def run(*args: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "demo-cluster", "test", "lint", "docs", "bench"):
+    if not argv or argv[0] not in ("demo", "demo-cluster", "test", "lint", "docs", "bench",
+                                   "release-check"):
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
@@ -216,7 +218,9 @@ def main(argv: list[str]) -> int:
         return run("-m", "pytest", *rest)
     if command == "bench":
         return run("bench/run.py", *rest)
-    return run("-m", "ruff", "check", ".") or run("-m", "mypy", "sessionkit")
+    if command == "release-check":
+        return run("tools/check_release.py", *rest)
+    return run("-m", "ruff", "check", ".") or run("-m", "mypy", "sessionkit", "tools")
 
 
 if __name__ == "__main__":
