@@ -279,8 +279,8 @@ def verdict(config: Config, installed: frozenset[str], result: dict[str, Any]) -
     needs = config.needs(module)
     error = f"{result['type']}: {result['message']}"
     if needs <= installed:
-        return (f"{module} does not import although {label(needs)} is installed: {error}\n"
-                + str(result["traceback"]).rstrip())
+        return "\n      ".join([f"{module} does not import although {label(needs)} is "
+                                 f"installed: {error}", *result["where"]])
     missing = needs - installed
     named = {n.strip() for m in EXTRA_NAMED.findall(result["message"]) for n in m.split(",")}
     import_or_config = any(c in ("builtins.ImportError", f"{PACKAGE}.errors.ConfigError")

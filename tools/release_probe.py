@@ -26,8 +26,18 @@ def probe(module: str) -> dict[str, Any]:
         return {"module": module, "ok": False, "type": type(exc).__qualname__,
                 "classes": chain, "message": str(exc),
                 "missing": getattr(exc, "name", None) if isinstance(exc, ImportError) else None,
-                "traceback": "".join(traceback.format_exception(exc)[-6:])}
+                "where": where(exc)}
     return {"module": module, "ok": True, "file": getattr(imported, "__file__", None)}
+
+
+def where(exc: BaseException) -> list[str]:
+    """The last frames of the failed import in installed code (not the probe's, not
+    importlib's), as ``path:line: code`` with paths from the site-packages folder on (the same
+    in every virtualenv)."""
+    every = list(traceback.extract_tb(exc.__traceback__))
+    frames = [f for f in every if "site-packages" in f.filename] or every[-1:]
+    return [f"{f.filename.rsplit('site-packages/', 1)[-1]}:{f.lineno}: {f.line}"
+            for f in frames[-3:]]
 
 
 def in_child(module: str) -> dict[str, Any]:
@@ -52,7 +62,7 @@ def in_child(module: str) -> dict[str, Any]:
     os.waitpid(pid, 0)
     if not text:
         return {"module": module, "ok": False, "type": "crash", "classes": [],
-                "message": "the import killed the process", "missing": None, "traceback": ""}
+                "message": "the import killed the process", "missing": None, "where": []}
     result: dict[str, Any] = json.loads(text)
     return result
 
