@@ -90,6 +90,7 @@ class InstallProgress:
         self.last_line = self.started
         self.collected = 0
         self.warnings = 0
+        self.shown = ""
         self.state = "resolving"
         self.lock = threading.Lock()
         self.tail: deque[str] = deque(maxlen=30)
@@ -100,15 +101,18 @@ class InstallProgress:
         self.out.write(("\r\x1b[K" if self.tty else "") + text + "\n")
         self.out.flush()
         self.last_line = time.monotonic()
+        self.shown = ""
 
     def _status(self) -> None:
         elapsed = int(time.monotonic() - self.started)
         counted = f"{self.collected} so far, " if self.state.startswith("fetching") else ""
         text = f"dev.py:   {self.state} ({counted}{elapsed}s)"
         if self.tty:
-            width = shutil.get_terminal_size((80, 24)).columns - 1
-            self.out.write("\r\x1b[K" + text[:width])
-            self.out.flush()
+            text = text[:shutil.get_terminal_size((80, 24)).columns - 1]
+            if text != self.shown:  # rewritten only when it changes
+                self.out.write("\r\x1b[K" + text)
+                self.out.flush()
+                self.shown = text
         elif time.monotonic() - self.last_line >= self.quiet_seconds:
             self._say(text)
 
