@@ -1,5 +1,5 @@
 # Shortcuts for dev.py, which creates .venv and installs sessionkit[dev] on first use.
-.PHONY: demo demo-cluster test lint docs
+.PHONY: demo demo-cluster test lint docs release-check
 
 demo:
 	python3 dev.py demo
@@ -15,3 +15,6 @@ lint:
 
 docs:
 	python3 dev.py docs
+
+release-check:
+	python3 dev.py release-check

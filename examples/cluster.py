@@ -56,12 +56,20 @@ _ports_lock = threading.Lock()
 
 
 def _port_free(port: int) -> bool:
+    """Whether a server could listen on 127.0.0.1:``port`` now. The trial bind uses
+    SO_REUSEADDR, as every server started here does (HAProxy, nginx, uvicorn, gunicorn,
+    redis-server, wsgiref): connections a stopped server left in TIME-WAIT do not hold the port,
+    a listening socket does. The bind fails beside a listener on Linux; where it may succeed
+    beside a wildcard listener (BSD, macOS), the refused connection attempt settles it."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
             return False
-        return True
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
 def spare_ports(count: int) -> list[int]:

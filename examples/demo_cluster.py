@@ -1,11 +1,12 @@
 """One command, a whole cluster: three instances of the example shop behind HAProxy, and a live
 dashboard over all of them with a "stop instance" button.
 
-    python -m examples.demo_cluster [--mode local|redis|jwt|<store URL>] [--flask]
+    python -m examples.demo_cluster [--mode local|redis|hybrid|jwt|<store URL>] [--flask]
                                     [--port 8080] [--dashboard-port 8081] [--no-install]
 
 The mode defaults to ``SESSIONKIT_STORE``, else ``local``. ``redis`` starts a throwaway
-redis-server (no persistence) for the demo. HAProxy is installed with apt-get when it is missing
+redis-server (no persistence) for the demo; ``hybrid`` does too and turns the near cache on.
+HAProxy is installed with apt-get when it is missing
 and this runs as root (``--no-install`` never does). Ctrl-C (or SIGTERM) stops everything it
 started and removes its temporary directory.
 """
@@ -38,6 +39,7 @@ from examples.cluster import (
     Cluster,
     MissingProgram,
     Process,
+    _port_free,
     find_binary,
     spare_ports,
     spawn,
@@ -98,12 +100,12 @@ def ensure_haproxy(may_install: bool) -> str:
     return find_binary("haproxy")
 
 
-def start_redis(directory: Path) -> tuple[Process, str]:
+def start_redis(directory: Path, mode: str) -> tuple[Process, str]:
     """A redis-server for the demo only: loopback, a spare port, nothing written to disk."""
     try:
         binary = find_binary("redis-server")
     except MissingProgram:
-        raise DemoError("--mode redis starts a redis-server, which is not installed "
+        raise DemoError(f"--mode {mode} starts a redis-server, which is not installed "
                         "(sudo apt-get install redis-server), or give a store URL: "
                         "--mode redis://host:6379/0") from None
     (port,) = spare_ports(1)
@@ -211,21 +213,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _port_taken(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-        return False
-
-
 def run(args: argparse.Namespace, stop: threading.Event) -> None:
     if args.mode not in MODES and "://" not in args.mode:
         raise DemoError(f"unknown mode {args.mode!r}: {', '.join(MODES)} or a store URL")
     dashboard_port = args.dashboard_port or args.port + 1
     for port in (args.port, dashboard_port):
-        if _port_taken(port):
+        if not _port_free(port):  # a listener; TIME-WAIT left by the last run is fine
             raise DemoError(f"127.0.0.1:{port} is in use; pick other ports with --port and "
                             f"--dashboard-port")
     ensure_haproxy(not args.no_install)
@@ -237,7 +230,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> None:
     try:
         store = MODES.get(args.mode, args.mode)
         if store is None:
-            redis, store = start_redis(directory)
+            redis, store = start_redis(directory, args.mode)
         print(f"demo: starting {len(INSTANCE_IDS)} {framework} instances "
               f"({', '.join(INSTANCE_IDS)}) on {store} behind HAProxy", flush=True)
         started = Cluster("haproxy", framework, directory, port=args.port, env={

@@ -10,6 +10,7 @@ import json
 import re
 from typing import Any
 
+from examples import shop_page
 from sessionkit import Session, SessionEngine
 from sessionkit.config import redact_url
 
@@ -75,6 +76,22 @@ def whoami(session: Session, engine: SessionEngine) -> Reply:
         "store": redact_url(engine.config.store),
         "session_new": session.is_new,
     }
+
+
+def page(session: Session, engine: SessionEngine) -> str:
+    """The shop page, rendered with this session's state (what ``/whoami`` and ``/cart`` say),
+    so the first HTML already shows the user, the cart and the serving instance."""
+    user = session.get("user")
+    cart = session.get("cart", [])
+    return shop_page.render(
+        user=user if isinstance(user, str) else None,
+        cart=[str(item) for item in cart] if isinstance(cart, list) else [],
+        instance=engine.instance_id,
+        store=redact_url(engine.config.store),
+    )
+
+
+PAGE_HEADERS = {"Cache-Control": "no-store"}  # the page shows one session's state
 
 
 def dashboard_settings() -> dict[str, Any]:

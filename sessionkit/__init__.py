@@ -15,4 +15,4 @@ __all__ = [
     "SessionTooLarge",
     "StoreUnavailable",
 ]
-__version__ = "0.1.0"
+from ._version import __version__ as __version__  # written once, there (pyproject reads it)

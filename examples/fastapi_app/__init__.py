@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse
 
-from examples import shop, shop_page
+from examples import shop
 from sessionkit import ConfigError, SessionConfig, SessionEngine, dashboard
 from sessionkit.asgi import SessionMiddleware
 from sessionkit.fastapi import SessionDep
@@ -28,8 +28,8 @@ def create_app(config: SessionConfig | None = None) -> FastAPI:
         return Response(shop.render(payload), status, media_type="application/json")
 
     @app.get("/")
-    def page() -> HTMLResponse:
-        return HTMLResponse(shop_page.PAGE)
+    def page(session: SessionDep) -> HTMLResponse:
+        return HTMLResponse(shop.page(session, engine), headers=shop.PAGE_HEADERS)
 
     @app.post("/login")
     async def login(request: Request, session: SessionDep) -> Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask, Response, request, session
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from examples import shop, shop_page
+from examples import shop
 from sessionkit import ConfigError, Session, SessionConfig, dashboard
 from sessionkit.flask import SessionKit
 
@@ -27,7 +27,8 @@ def create_app(config: SessionConfig | None = None) -> Flask:
 
     @app.get("/")
     def page() -> Response:
-        return Response(shop_page.PAGE, mimetype="text/html")
+        return Response(shop.page(current(), engine), mimetype="text/html",
+                        headers=shop.PAGE_HEADERS)
 
     @app.post("/login")
     def login() -> Response:

@@ -19,6 +19,7 @@ import pytest
 
 from examples.cluster import ROOT, spare_ports
 from tests.e2e.lb import require_binary
+from tests.unit.test_cluster_ports import time_wait_on
 
 START_SECONDS = 60
 STOP_SECONDS = 30
@@ -42,6 +43,36 @@ def read_lines(stream: object, into: list[str], ready: threading.Event) -> None:
     ready.set()
 
 
+def start_demo(args: list[str], tmp_path: Path,
+               ) -> tuple[subprocess.Popen[str], list[str], threading.Event, threading.Thread]:
+    """``python -m examples.demo_cluster ARGS`` with its output collected line by line."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONKIT_")}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "examples.demo_cluster", "--no-install", *args],
+        cwd=ROOT, env={**env, "TMPDIR": str(tmp_path)}, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    lines: list[str] = []
+    ready = threading.Event()
+    reader = threading.Thread(target=read_lines, args=(demo.stdout, lines, ready), daemon=True)
+    reader.start()
+    return demo, lines, ready, reader
+
+
+def ctrl_c(demo: subprocess.Popen[str], lines: list[str], reader: threading.Thread) -> int:
+    """SIGINT (what Ctrl-C sends) and the demo's exit status, within STOP_SECONDS."""
+    if demo.poll() is None:
+        demo.send_signal(signal.SIGINT)
+    try:
+        status = demo.wait(timeout=STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(demo.pid, signal.SIGKILL)
+        demo.wait(timeout=STOP_SECONDS)
+        pytest.fail(f"the demo did not stop within {STOP_SECONDS}s of SIGINT:\n{''.join(lines)}")
+    reader.join(timeout=5)
+    return status
+
+
 @pytest.mark.parametrize(("framework", "mode"), [("fastapi", "local"), ("flask", "redis")])
 def test_demo_serves_the_cluster_and_ctrl_c_stops_everything(framework: str, mode: str,
                                                               tmp_path: Path) -> None:
@@ -50,18 +81,9 @@ def test_demo_serves_the_cluster_and_ctrl_c_stops_everything(framework: str, mod
     if mode == "redis":
         require_binary("redis-server")
     port, dashboard_port = spare_ports(2)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONKIT_")}
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "examples.demo_cluster", "--mode", mode, "--port", str(port),
-         "--dashboard-port", str(dashboard_port), "--no-install",
-         *(["--flask"] if framework == "flask" else [])],
-        cwd=ROOT, env={**env, "TMPDIR": str(tmp_path)}, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )
-    lines: list[str] = []
-    ready = threading.Event()
-    reader = threading.Thread(target=read_lines, args=(demo.stdout, lines, ready), daemon=True)
-    reader.start()
+    demo, lines, ready, reader = start_demo(
+        ["--mode", mode, "--port", str(port), "--dashboard-port", str(dashboard_port),
+         *(["--flask"] if framework == "flask" else [])], tmp_path)
     instance_ports: list[int] = []
     redis_port: int | None = None
     try:
@@ -98,16 +120,7 @@ def test_demo_serves_the_cluster_and_ctrl_c_stops_everything(framework: str, mod
             kept = {"local": ["pear"], "redis": ["apple", "pear"]}[mode]
             assert again.post("/cart/pear").json() == {"cart": kept}
     finally:
-        if demo.poll() is None:
-            demo.send_signal(signal.SIGINT)  # what Ctrl-C sends to the demo
-        try:
-            status = demo.wait(timeout=STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            os.killpg(demo.pid, signal.SIGKILL)
-            demo.wait(timeout=STOP_SECONDS)
-            pytest.fail("the demo did not stop within "
-                        f"{STOP_SECONDS}s of SIGINT:\n{''.join(lines)}")
-        reader.join(timeout=5)
+        status = ctrl_c(demo, lines, reader)
     assert status == 0, "".join(lines)
     assert "demo: stopped" in "".join(lines)
     deadline = time.monotonic() + 5
@@ -127,3 +140,24 @@ def test_an_unknown_mode_is_one_clear_line() -> None:
     assert done.returncode == 1
     assert done.stderr.strip() == ("demo: unknown mode 'nosuch': local, redis, hybrid, jwt or a "
                                    "store URL")
+
+
+def test_the_demo_starts_again_at_once_on_the_same_ports(tmp_path: Path) -> None:
+    """Ctrl-C, then the same command again: the connections the last run closed (the
+    dashboard closes each one itself) wait in TIME-WAIT on its ports for a minute, which must
+    not make the new run refuse them as "in use"."""
+    require_binary("haproxy")
+    port, dashboard_port = spare_ports(2)
+    args = ["--port", str(port), "--dashboard-port", str(dashboard_port)]
+    for run in ("first", "second"):
+        demo, lines, ready, reader = start_demo(args, tmp_path)
+        try:
+            ready.wait(START_SECONDS)
+            assert "Ctrl-C stops everything" in "".join(lines), f"{run} run:\n" + "".join(lines)
+            for url in (f"http://127.0.0.1:{dashboard_port}/", f"http://127.0.0.1:{port}/"):
+                assert httpx2.get(url, timeout=10).status_code == 200
+        finally:
+            status = ctrl_c(demo, lines, reader)
+        assert status == 0, "".join(lines)
+        if run == "first":
+            assert time_wait_on(dashboard_port), "the first run left no TIME-WAIT to test"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import subprocess
 import sys
 import time
@@ -26,14 +27,21 @@ SCRIPT = [
 
 @contextlib.contextmanager
 def example(module: str, **env: str) -> Iterator[str]:
+    """The example serving on a free port; its first line of output must name the shop page,
+    which must answer with the page."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", module, "--port", str(port)],
-        cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
+        assert process.stdout is not None
+        assert select.select([process.stdout], [], [], 30)[0], f"{module} printed nothing"
+        banner = process.stdout.readline().strip()  # printed before the server starts
+        assert banner.endswith(f" on {base}/"), banner
+        assert banner.startswith("sessionkit shop ("), banner
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -43,6 +51,9 @@ def example(module: str, **env: str) -> Iterator[str]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"{module} did not start") from None
                 time.sleep(0.1)
+        page = httpx2.get(base + "/", timeout=10)
+        assert page.headers["content-type"].startswith("text/html")
+        assert "<h1>sessionkit shop</h1>" in page.text
         yield base
     finally:
         process.terminate()
@@ -51,8 +62,9 @@ def example(module: str, **env: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
-        assert process.stderr is not None
-        process.stderr.close()
+        for stream in (process.stdout, process.stderr):
+            assert stream is not None
+            stream.close()
 
 
 def run_script(base: str) -> list[tuple[int, bytes]]:
