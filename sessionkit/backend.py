@@ -73,8 +73,9 @@ class Backend:
         self, state: SessionState, changes: Mapping[str, str], removed: tuple[str, ...],
         record: Record,
     ) -> Steps[str | None]:
-        """Save what changed (``record`` is the session after the change); return a new
-        cookie value, or None when the cookie stays as it is."""
+        """Save what changed (``record`` is the session after the change); return the cookie
+        value to send, or None when nothing was saved (the session was destroyed meanwhile:
+        a write never names a dead session)."""
         raise NotImplementedError
 
     def touch(self, state: SessionState, record: Record) -> Steps[str | None]:

@@ -371,9 +371,8 @@ class SessionEngine:
         else:
             if changes or removed or state.user_changed or state.force:
                 record.fields = state.fields(session, changes)
+                # A write sends the cookie again, as the frameworks do (None: not saved).
                 value = yield from backend.update(state, changes, removed, record)
-                if value is None and not websocket:
-                    value = backend.cookie_value(state, record)  # a write resends the cookie
                 state.raw, state.loaded = record.fields, dict(dict.items(session))
                 event = "saved"
             elif state.touch:

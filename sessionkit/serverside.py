@@ -139,8 +139,8 @@ class ServerSide(Backend):
         self, state: SessionState, changes: Mapping[str, str], removed: tuple[str, ...],
         record: Record,
     ) -> Steps[str | None]:
-        yield from self.write(state, changes, removed, record)
-        return None
+        stored = yield from self.write(state, changes, removed, record)
+        return self.cookie_value(state, record) if stored else None
 
     def write(
         self, state: SessionState, changes: Mapping[str, str], removed: tuple[str, ...],
