@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Generator, Sequence
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
-from . import drain, events, migrate, workers
+from . import drain, events, migrate, peers, workers
 from .affinity import resolve_instance_id
 from .backend import Backend, Found, Miss
 from .codecs import SessionIds, encode_value
@@ -106,12 +106,16 @@ class SessionEngine:
         if isinstance(self._io, MemoryStore):
             self.events.live_sessions = _counter(self._io)
         self._importer = migrate.importer_for(cfg)
-        # Both frameworks call their cookie "session" unless told otherwise.
+        # A peer library's sessions (migrate_from="flask-session+redis://..."), moved once.
+        self._peer = peers.importer_for(cfg, getattr(self.backend, "ids", None),
+                                        self.instance_id)
+        # Both frameworks (and both peers) call their cookie "session" unless told otherwise.
         self._old_cookie = cfg.migrate_cookie_name or "session"
         self._old_cookie_writer = (
             CookieWriter(dataclasses.replace(cfg, cookie_name=self._old_cookie,
                                              route_cookie=None))
-            if self._importer is not None and self._old_cookie != cfg.cookie_name else None
+            if (self._importer is not None or self._peer is not None)
+            and self._old_cookie != cfg.cookie_name else None
         )
         self._workers_checked = not self.local
         self._debug_header = bool(cfg.debug_header)
@@ -151,7 +155,8 @@ class SessionEngine:
                                "shared store: every instance already sees every session")
             else:
                 secondaries.append(_shared_store(config.fallback_store, "fallback_store"))
-        if config.migrate_from is not None and "://" in config.migrate_from:
+        if config.migrate_from is not None and "://" in config.migrate_from and (
+                not peers.is_peer_url(config.migrate_from)):
             secondaries.append(open_store(config.migrate_from))
         if config.near_cache:
             if not store.shared:
@@ -225,10 +230,14 @@ class SessionEngine:
     def close(self) -> None:
         self.backend.close()
         self._io.close()
+        if self._peer is not None:
+            self._peer.close()
 
     async def aclose(self) -> None:
         self.backend.close()
         await self._io.aclose()
+        if self._peer is not None:
+            await self._peer.aclose()
 
     def _perform(self, request: Request) -> Any:
         """Perform one store operation, timed, an outage counted (``_Observed``). Operations
@@ -283,6 +292,8 @@ class SessionEngine:
                 break
         if session is None and self._importer is not None:
             session = self._import(cookie_header, candidates, now)
+        if session is None and self._peer is not None:
+            session = yield from self._import_peer(cookie_header, candidates, now)
         if session is None:
             session = self._fresh(now, miss.reason, miss.route)
         self._observe_lookup(session)
@@ -304,6 +315,20 @@ class SessionEngine:
             session._imported = True
             return session
         return None
+
+    def _import_peer(self, cookie_header: str | None, candidates: list[str], now: float
+                     ) -> Steps[Session | None]:
+        """The session a peer library's cookie names, moved here once (``sessionkit.peers``)."""
+        assert self._peer is not None
+        if self._old_cookie != self._cookie_name:
+            candidates = cookie_values(cookie_header, self._old_cookie)
+        found = yield from self._peer.lookup(candidates, now)
+        if found is None:
+            return None
+        session = self._loaded(found, now)
+        session._lookup = "imported"
+        session._imported = True
+        return session
 
     def _hasher(self, token: str | None) -> Any:
         """A function giving the keyed hash of ``token``, for when someone wants it."""
@@ -393,8 +418,6 @@ class SessionEngine:
                 event = "regenerated" if session._doomed and not session._invalidated else "created"
             elif session._invalidated:
                 cookies = self._deleted_cookies(https)
-            if session._imported and self._old_cookie_writer is not None:
-                cookies.append(self._old_cookie_writer.delete(https=https))  # imported: clear it
         else:
             changes, removed = delta if delta is not None else session._delta()
             if changes or removed or session._user_changed or session._force:
@@ -410,6 +433,9 @@ class SessionEngine:
                 value = backend.cookie_value(session)  # the session moved here: say so
             if value is not None:
                 cookies = self._cookies(value, session, now, https)
+        if session._imported and self._old_cookie_writer is not None:
+            cookies.append(self._old_cookie_writer.delete(https=https))  # imported: clear it
+            session._imported = False
         # Old ids die only once the new state is saved and its cookie is known to fit.
         for key, until in session._doomed:
             yield from backend.destroy(key, until)

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Flask, Response, current_app, request
 from flask.sessions import SessionInterface, SessionMixin
 
+from . import peers
 from ._http import UNAVAILABLE_BODY, add_vary_cookie, saves_session, unavailable
 from .config import SessionConfig
 from .engine import SessionEngine
@@ -124,6 +125,10 @@ class SessionKit:
                 "migrate_secret_key": config.migrate_secret_key or keys,
                 "migrate_max_age": config.migrate_max_age or lifetime,
             })
+        elif keys and not config.migrate_secret_key and peers.signs_with_flask_secret(
+                config.migrate_from):
+            # Flask-Session signed its cookies (SESSION_USE_SIGNER) with the same SECRET_KEY.
+            config = SessionConfig.coerce(config, {"migrate_secret_key": keys})
         if config.secret_keys or not keys:
             return config
         try:

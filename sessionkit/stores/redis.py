@@ -28,7 +28,7 @@ import logging
 import math
 import weakref
 from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
-from typing import Any, TypeAlias
+from typing import Any, Self, TypeAlias
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import redis
@@ -83,6 +83,8 @@ def _ms(seconds: float) -> int:
 class RedisStore(Store):
     shared = True
     slides_on_load = False
+    #: The Redis type of a session's key, for ``iter_records`` (``SCAN ... TYPE``).
+    record_type = "hash"
 
     def __init__(
         self,
@@ -105,7 +107,8 @@ class RedisStore(Store):
 
     # --- construction ---------------------------------------------------------------------
     @classmethod
-    def from_url(cls, url: str) -> RedisStore:
+    def from_url(cls, url: str, **extra: Any) -> Self:
+        """The store at ``url``; ``extra`` goes to the constructor of a subclass."""
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         prefix = query.pop("key_prefix", DEFAULT_PREFIX)
@@ -136,7 +139,7 @@ class RedisStore(Store):
                     plain, max_connections=ASYNC_POOL_SIZE, timeout=POOL_WAIT_SECONDS)
                 return redis.asyncio.Redis.from_pool(pool)
 
-        return cls(sync_factory, async_factory, name=name, prefix=prefix)
+        return cls(sync_factory, async_factory, name=name, prefix=prefix, **extra)
 
     def _sync(self) -> Any:
         if self._sync_client is None:
@@ -330,7 +333,8 @@ class RedisStore(Store):
         users = (self.prefix + "user:").encode()
         keys: list[bytes] = []
         try:
-            for key in client.scan_iter(match=self.prefix + "*", count=batch, _type="hash"):
+            for key in client.scan_iter(match=self.prefix + "*", count=batch,
+                                        _type=self.record_type):
                 if not key.startswith(users):
                     keys.append(key)
                 if len(keys) >= batch:
