@@ -10,6 +10,7 @@ import datetime
 import os
 import pickle
 import struct
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,6 +24,8 @@ import pytest
 
 from sessionkit import ConfigError, SessionEngine
 from sessionkit.codecs import encode_value
+from sessionkit.stores.base import Create, Op
+from sessionkit.stores.memory import MemoryStore
 from tests.peers import (
     OLD_SECRET,
     USERS,
@@ -233,6 +236,51 @@ def test_concurrent_first_requests_share_one_session(redis_url: str) -> None:
     assert keys == sorted(["_flashes", "cart", "user", *(f"k{n:02d}" for n in range(20))])
     assert whoami == {"user": "bo", "cart": USERS["bo"]}
     assert sessionkit_sessions(redis_url) == 1
+
+
+class _HeldFirstCreate(MemoryStore):
+    """sessionkit's store, holding the first session write until told: a request that moves
+    a session is overtaken, between its read and its write, by another moving it too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reached, self.go = threading.Event(), threading.Event()
+        self._held = False
+
+    def execute(self, op: Op) -> Any:
+        if isinstance(op, Create) and not self._held:
+            self._held = True
+            self.reached.set()
+            assert self.go.wait(10)
+        return super().execute(op)
+
+
+def test_an_overtaken_move_joins_the_session_the_other_request_moved(tmp_path: Path) -> None:
+    directory = tmp_path / "flask_session"
+    cookie = "session=" + log_in_and_fill_carts(
+        file_app(directory, "cachelib").test_client, flask_cookie)["ann"]
+    store = _HeldFirstCreate()
+    engine = SessionEngine(store=store, secret_key=KEY,
+                           migrate_from=f"flask-session+file://{directory}")
+    slow: dict[str, Any] = {}
+
+    def slow_request() -> None:
+        session = engine.load(cookie)  # read the peer's record; its write is held
+        session["from_slow"] = True
+        slow["cookies"] = engine.commit(session).set_cookies
+
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    assert store.reached.wait(10)
+    fast = engine.load(cookie)  # moves the session and answers first
+    fast["from_fast"] = True
+    [ours] = engine.commit(fast).set_cookies
+    store.go.set()
+    thread.join(10)
+    assert slow["cookies"] == [ours]  # the same session
+    session = engine.load(ours.split(";")[0])
+    assert session["user"] == "ann" and session["from_fast"] and session["from_slow"]
+    assert not cachelib_file(directory, cookie.split("=", 1)[1]).exists()
 
 
 # --- SQLAlchemy ----------------------------------------------------------------------------
