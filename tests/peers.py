@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from tests.support import KEY, ShopClient
 
@@ -96,6 +97,32 @@ def sessionkit_flask(**settings: Any) -> Callable[[Any], None]:
     return configure
 
 
+def old_redis_app(redis_url: str, prefix: str = "session:", signed: bool = False,
+                  serialization: str = "msgpack") -> Any:
+    import redis
+
+    return flask_shop(flask_session(
+        SESSION_TYPE="redis", SESSION_REDIS=redis.Redis.from_url(redis_url),
+        SESSION_KEY_PREFIX=prefix, SESSION_USE_SIGNER=signed,
+        SESSION_SERIALIZATION_FORMAT=serialization))
+
+
+def peer_redis_url(redis_url: str, prefix: str = "session:", signed: bool = False) -> str:
+    return (f"flask-session+{redis_url}?key_prefix={quote(prefix)}"
+            + ("&use_signer=true" if signed else ""))
+
+
+def file_app(directory: Path, backend: str) -> Any:
+    if backend == "cachelib":
+        from cachelib.file import FileSystemCache
+
+        settings: dict[str, Any] = {"SESSION_TYPE": "cachelib",
+                                    "SESSION_CACHELIB": FileSystemCache(str(directory))}
+    else:  # the deprecated filesystem backend: the same files
+        settings = {"SESSION_TYPE": "filesystem", "SESSION_FILE_DIR": str(directory)}
+    return flask_shop(flask_session(**settings))
+
+
 # --- Starlette / FastAPI ----------------------------------------------------------------------
 def starlette_routes() -> list[Any]:
     from starlette.requests import Request
@@ -146,6 +173,20 @@ def starsessions_shop(redis_url: str, prefix: str) -> Any:
         Middleware(SessionMiddleware, store=store, lifetime=3600, cookie_https_only=False),
         Middleware(SessionAutoloadMiddleware),
     ])
+
+
+def fill_on_starsessions(redis_url: str, prefix: str) -> dict[str, str]:
+    """The users log in and fill carts on the starsessions shop; their cookies."""
+    from starlette.testclient import TestClient
+
+    # One client, so one event loop for starsessions' redis.asyncio pool; each user starts
+    # with no cookie.
+    with TestClient(starsessions_shop(redis_url, prefix)) as client:
+        def client_for() -> Any:
+            client.cookies.clear()
+            return client
+
+        return log_in_and_fill_carts(client_for, lambda c: c.cookies["session"])
 
 
 def sessionkit_fastapi(**settings: Any) -> Any:

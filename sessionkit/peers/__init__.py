@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from .base import PeerSource
     from .importer import Peer, PeerImporter
 
-__all__ = ["PEERS", "Rekeyed", "importer_for", "is_peer_url", "open_peer", "open_source",
-           "signs_with_flask_secret"]
+__all__ = ["PEERS", "Rekeyed", "for_copy", "importer_for", "is_peer_url", "open_peer",
+           "open_source", "signs_with_flask_secret"]
 
 #: The peer libraries, by the name their URLs start with.
 PEERS = ("flask-session", "starsessions")
@@ -49,6 +49,14 @@ def signs_with_flask_secret(url: object) -> bool:
 def open_source(url: str) -> PeerSource:
     """The peer store a URL names (for the bulk copy and ``stats``)."""
     return open_peer(url, ())[0].source
+
+
+def for_copy(url: str, secret_keys: Sequence[bytes]) -> Rekeyed:
+    """The peer store a URL names, listing its sessions under the keys sessionkit gives them
+    with these secrets (the bulk copy's source)."""
+    from ..codecs import SessionIds
+
+    return Rekeyed(open_source(url), url.split("+", 1)[0].lower(), SessionIds(secret_keys))
 
 
 def open_peer(url: str, secrets: Sequence[str | bytes]) -> tuple[Peer, bool]:

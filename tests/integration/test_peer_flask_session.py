@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx2
 import pytest
@@ -30,10 +29,13 @@ from tests.peers import (
     OLD_SECRET,
     USERS,
     cachelib_file,
+    file_app,
     flask_cookie,
     flask_session,
     flask_shop,
     log_in_and_fill_carts,
+    old_redis_app,
+    peer_redis_url,
     redis_client,
     sessionkit_flask,
     sessionkit_sessions,
@@ -90,21 +92,6 @@ def assert_moved(new: ShopClient, cookies: dict[str, str], peer_has: Callable[[s
 
 
 # --- Redis ---------------------------------------------------------------------------------
-def old_redis_app(redis_url: str, prefix: str = "session:", signed: bool = False,
-                  serialization: str = "msgpack") -> Any:
-    import redis
-
-    return flask_shop(flask_session(
-        SESSION_TYPE="redis", SESSION_REDIS=redis.Redis.from_url(redis_url),
-        SESSION_KEY_PREFIX=prefix, SESSION_USE_SIGNER=signed,
-        SESSION_SERIALIZATION_FORMAT=serialization))
-
-
-def peer_redis_url(redis_url: str, prefix: str = "session:", signed: bool = False) -> str:
-    return (f"flask-session+{redis_url}?key_prefix={quote(prefix)}"
-            + ("&use_signer=true" if signed else ""))
-
-
 @pytest.mark.parametrize(("prefix", "signed", "serialization"), [
     pytest.param("session:", False, "msgpack", id="msgpack"),
     pytest.param("shop-session:", True, "json", id="json-signed"),
@@ -366,17 +353,6 @@ def test_a_missing_table_is_named(tmp_path: Path) -> None:
 
 
 # --- the filesystem / cachelib backend -----------------------------------------------------
-def file_app(directory: Path, backend: str) -> Any:
-    if backend == "cachelib":
-        from cachelib.file import FileSystemCache
-
-        settings: dict[str, Any] = {"SESSION_TYPE": "cachelib",
-                                    "SESSION_CACHELIB": FileSystemCache(str(directory))}
-    else:  # the deprecated filesystem backend: the same files
-        settings = {"SESSION_TYPE": "filesystem", "SESSION_FILE_DIR": str(directory)}
-    return flask_shop(flask_session(**settings))
-
-
 @pytest.mark.parametrize("backend", ["cachelib", "filesystem"])
 def test_cachelib_files_users_keep_logins_and_carts(
         backend: str, tmp_path: Path, redis_url: str, forbid_unpickling: Callable[[], None]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import httpx2
 import pytest
@@ -14,13 +13,12 @@ import pytest
 from sessionkit import ConfigError, SessionEngine
 from tests.peers import (
     USERS,
-    log_in_and_fill_carts,
+    fill_on_starsessions,
     redis_client,
     sessionkit_fastapi,
     sessionkit_sessions,
     set_cookie,
     shop,
-    starsessions_shop,
     wait_until_gone,
 )
 from tests.servers import serve_asgi
@@ -38,16 +36,7 @@ def redis_url() -> str:
 
 
 def fill(redis_url: str) -> dict[str, str]:
-    from starlette.testclient import TestClient
-
-    # One client, so one event loop for starsessions' redis.asyncio pool; each user starts
-    # with no cookie.
-    with TestClient(starsessions_shop(redis_url, PREFIX)) as client:
-        def client_for() -> Any:
-            client.cookies.clear()
-            return client
-
-        return log_in_and_fill_carts(client_for, lambda c: c.cookies["session"])
+    return fill_on_starsessions(redis_url, PREFIX)
 
 
 def source(redis_url: str) -> str:
