@@ -6,6 +6,7 @@ that store, and the users' old cookies keep their logins and carts."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import os
 import pickle
@@ -394,6 +395,37 @@ def test_code_in_a_session_file_never_runs(tmp_path: Path, caplog: pytest.LogCap
     assert "'x'" in caplog.text and f"{os.system.__module__}.system" not in caplog.text
     assert new.raw("GET", "/whoami", cookie=f"session={top}").json["user"] is None
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("backend", ["file", "postgresql", "mariadb"])
+def test_the_async_face_moves_sessions_too(backend: str, tmp_path: Path) -> None:
+    if backend == "file":
+        directory = tmp_path / "flask_session"
+        cookies = log_in_and_fill_carts(file_app(directory, "cachelib").test_client,
+                                        flask_cookie)
+        source = f"flask-session+file://{directory}"
+    else:
+        url = service_url(*{"postgresql": (POSTGRES_ENV, "PostgreSQL"),
+                            "mariadb": (MYSQL_ENV, "MariaDB/MySQL")}[backend])
+        drop_flask_session_table(url)
+        cookies = fill_on_sqlalchemy(url)
+        source = f"flask-session+{url}?table=flask_sessions"
+    engine = SessionEngine(store="memory://", secret_key=KEY, migrate_from=source)
+
+    async def move() -> tuple[Any, Any]:
+        try:
+            moved = await engine.aload(f"session={cookies['cy']}")
+            result = await engine.acommit(moved)
+            again = await engine.aload(result.set_cookies[0].split(";")[0])
+            return moved.get("cart"), again.get("user")
+        finally:
+            await engine.aclose()
+
+    try:
+        assert asyncio.run(move()) == (USERS["cy"], "cy")
+    finally:
+        if backend != "file":
+            drop_flask_session_table(url)
 
 
 # --- values JSON lacks -----------------------------------------------------------------------
