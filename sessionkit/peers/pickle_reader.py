@@ -25,9 +25,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["MAX_BYTES", "Opaque", "PickleRefused", "read_pickle"]
+__all__ = ["MAX_BYTES", "MAX_VALUES", "Opaque", "PickleRefused", "read_pickle"]
 
 MAX_BYTES = 1 << 20  # sessions are small; a larger file is not one
+#: The most values a pickle may unfold into. Its memo lets a few bytes name one list many
+#: times (a list of two references to a list of two references to ...): counted as written
+#: out, as encoding the session would, a small pickle could otherwise stand for billions.
+MAX_VALUES = 1_000_000
 _UUID_BITS = 128
 
 
@@ -156,7 +160,27 @@ def read_pickle(data: bytes) -> Any:
         raise PickleRefused(f"malformed: {type(exc).__name__}: {str(exc)[:80]}") from None
     _check(machine.done, "no STOP opcode")
     _check(stream.tell() == len(data), "bytes after the pickle")
+    _check(_unfolds_within(machine.result, MAX_VALUES),
+           f"unfolds into more than {MAX_VALUES} values (or into itself)")
     return machine.result
+
+
+def _unfolds_within(value: Any, limit: int) -> bool:
+    """Whether ``value``, with every shared reference written out, has at most ``limit``
+    values (a cycle has infinitely many)."""
+    pending = [value]
+    count = 0
+    while pending:
+        item = pending.pop()
+        count += 1
+        if count > limit:
+            return False
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            pending.extend(item)
+    return True
 
 
 class _Machine:

@@ -200,6 +200,20 @@ def test_oversized_pickles_are_refused_unread() -> None:
         read_pickle(b"\x80\x05" + b"N" * MAX_BYTES + b".")
 
 
+def test_pickles_that_unfold_into_too_much_are_refused() -> None:
+    nested: list[Any] = []
+    for _ in range(40):  # 2**40 values written out, in a few hundred bytes
+        nested = [nested, nested]
+    data = pickle.dumps({"user": "ann", "bomb": nested}, 5)
+    assert len(data) < 1000
+    with pytest.raises(PickleRefused, match="unfolds into more than"):
+        read_pickle(data)
+    looped: list[Any] = []
+    looped.append(looped)
+    with pytest.raises(PickleRefused, match="into itself"):
+        read_pickle(pickle.dumps({"loop": looped}, 5))
+
+
 def test_a_pickle_of_something_else_than_a_dict_is_no_session() -> None:
     with pytest.raises(RecordRefused, match="something else"):
         flask_session.decode_pickled(pickle.dumps(["user", "ann"], 5))
