@@ -140,3 +140,14 @@ def test_bad_urls_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="RedisStore"):
         SessionEngine(store="memory://", secret_key=KEY,
                       migrate_from="starsessions+postgresql://127.0.0.1/db")
+
+
+def test_an_old_cookie_under_another_name_is_deleted_once_moved(redis_url: str) -> None:
+    cookies = fill(redis_url)
+    new = shop("fastapi", sessionkit_fastapi(store=redis_url, cookie_name="sid",
+                                             migrate_from=source(redis_url)))
+    reply = new.raw("GET", "/whoami", cookie=f"session={cookies['ann']}")
+    assert reply.json["user"] == "ann"
+    ours = set_cookie(reply, "sid")
+    assert any(c.startswith("session=") and "Max-Age=0" in c for c in reply.set_cookies)
+    assert new.raw("GET", "/whoami", cookie=ours).json["user"] == "ann"
