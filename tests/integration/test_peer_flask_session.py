@@ -205,6 +205,17 @@ def test_pickled_and_garbage_records_are_refused_unread(
     assert "unreadable" in caplog.text
 
 
+def test_the_old_secret_can_be_given_outside_flask(redis_url: str) -> None:
+    cookies = log_in_and_fill_carts(old_redis_app(redis_url, signed=True).test_client,
+                                    flask_cookie)
+    engine = SessionEngine(store=redis_url, secret_key=KEY, migrate_secret_key=[OLD_SECRET],
+                           migrate_from=peer_redis_url(redis_url, signed=True))
+    try:
+        assert engine.load(f"session={cookies['cy']}")["cart"] == USERS["cy"]
+    finally:
+        engine.close()
+
+
 def test_a_failed_request_loses_nothing(ann_on_redis: tuple[str, ShopClient]) -> None:
     cookie, new = ann_on_redis
     assert new.raw("POST", "/fail", cookie=f"session={cookie}").status == 500

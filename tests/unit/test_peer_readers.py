@@ -105,7 +105,7 @@ pickle_values = st.recursive(
     | st.dictionaries(st.text(max_size=8), inner, max_size=5), max_leaves=30)
 
 
-@EXAMPLES
+@settings(max_examples=150, deadline=None)
 @given(st.dictionaries(st.text(max_size=10), pickle_values, max_size=6), st.sampled_from([3, 4, 5]))
 def test_pickled_data_is_read_as_pickle_would_load_it(session: dict[str, Any], protocol: int
                                                      ) -> None:
