@@ -37,8 +37,7 @@ def is_peer_url(url: object) -> bool:
     """Whether ``url`` names a peer library's store (``flask-session+``/``starsessions+``...)."""
     if not isinstance(url, str) or "://" not in url:
         return False
-    scheme = url.split("://", 1)[0].lower()
-    return scheme.partition("+")[0] in PEERS and "+" in scheme
+    return url.split("://", 1)[0].lower().partition("+")[0] in PEERS
 
 
 def signs_with_flask_secret(url: object) -> bool:
@@ -56,7 +55,8 @@ def for_copy(url: str, secret_keys: Sequence[bytes]) -> Rekeyed:
     with these secrets (the bulk copy's source)."""
     from ..codecs import SessionIds
 
-    return Rekeyed(open_source(url), url.split("+", 1)[0].lower(), SessionIds(secret_keys))
+    kind = url.split("://", 1)[0].lower().partition("+")[0]
+    return Rekeyed(open_source(url), kind, SessionIds(secret_keys))
 
 
 def open_peer(url: str, secrets: Sequence[str | bytes]) -> tuple[Peer, bool]:
@@ -64,7 +64,11 @@ def open_peer(url: str, secrets: Sequence[str | bytes]) -> tuple[Peer, bool]:
     cookies are signed."""
     from .importer import Peer
 
-    kind = url.split("+", 1)[0].lower()
+    scheme = url.split("://", 1)[0].lower()
+    kind = scheme.partition("+")[0]
+    if "+" not in scheme:
+        raise ConfigError(f"{kind}:// names no store: give the one {kind} kept its sessions in, "
+                          f"e.g. {kind}+redis://localhost:6379/0")
     try:
         if kind == "flask-session":
             from . import flask_session

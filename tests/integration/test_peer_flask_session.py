@@ -530,6 +530,7 @@ def test_values_json_lacks_keep_their_types(backend: str, redis_url: str, tmp_pa
     ("flask-session+file://relative/dir", "absolute path"),
     ("flask-session+file:///tmp?table=x", "unknown option 'table'"),
     ("flask-session+memcached://127.0.0.1", "redis://, rediss://, unix://, file://"),
+    ("flask-session://127.0.0.1:6379/0", "names no store.*flask-session\\+redis://"),
 ])
 def test_bad_peer_urls_are_config_errors(source: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
