@@ -4,6 +4,8 @@ runs from cron, and the load-balancer configs a local-mode deployment needs.
     sessionkit export URL > dump.jsonl        every live session, one JSON line each
     sessionkit import URL < dump.jsonl        write them (keys already there are kept)
     sessionkit migrate --from URL --to URL    copy every live session [--dry-run] [--batch N]
+                                              (--from a Flask-Session or starsessions store:
+                                              flask-session+redis://..., with --secret-key)
     sessionkit stats URL                      count, bytes, per instance, per expiry
     sessionkit inspect URL COOKIE_OR_ID       one session (values redacted; --show-values)
     sessionkit gc URL [--batch-size N]        delete the expired sessions of a SQL store
@@ -21,7 +23,7 @@ import os
 import sys
 import time
 
-from . import lbconfig, tools
+from . import lbconfig, peers, tools
 from .errors import ConfigError, StoreUnavailable
 from .stores import Store
 
@@ -64,12 +66,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_data_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     url_help = "a store URL, as configured in the app (redis://..., postgresql+psycopg://...)"
+    source_help = ("a store URL as configured in the app (redis://..., postgresql+psycopg://...),"
+                   " or a peer library's store as in migrate_from (flask-session+redis://...,"
+                   " starsessions+redis://...)")
+    key_help = ("with a peer library's store: the app's secret_key (default: "
+                "$SESSIONKIT_SECRET_KEY), from which the keys its sessions get are derived")
     export = commands.add_parser(
         "export", help="write every live session to stdout as JSON lines",
         description="Write every live session (hashed key, lifetime, user, data) to stdout, "
         "one JSON object per line. The keys are HMACs: a dump holds no usable cookie, but it "
         "holds session data, so treat it as secret.")
-    export.add_argument("url", metavar="URL", help=url_help)
+    export.add_argument("url", metavar="URL", help=source_help)
+    export.add_argument("--secret-key", metavar="KEY", help=key_help)
     importer = commands.add_parser(
         "import", help="read JSON lines (from export) on stdin into a store",
         description="Write the sessions of an export (stdin) into a store, each with its "
@@ -80,8 +88,13 @@ def _add_data_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         description="Copy every live session with its remaining lifetime. Sessions already in "
         "the target are left alone, so an interrupted run can simply be run again. The source "
         "is not changed: keep migrate_from=<source> in the app until every instance runs on "
-        "the target, so sessions written meanwhile move on their next request.")
-    migrate.add_argument("--from", dest="source", required=True, metavar="URL", help=url_help)
+        "the target, so sessions written meanwhile move on their next request. From a peer "
+        "library's store (Flask-Session, starsessions), each session is copied under the key "
+        "its old cookie leads to, derived with the app's secret key; the app, with "
+        "migrate_from=<that store>, then finds it by that cookie.")
+    migrate.add_argument("--from", dest="source", required=True, metavar="URL",
+                         help=source_help)
+    migrate.add_argument("--secret-key", metavar="KEY", help=key_help)
     migrate.add_argument("--to", dest="target", required=True, metavar="URL", help=url_help)
     migrate.add_argument("--dry-run", action="store_true", help="read and count, write nothing")
     migrate.add_argument("--batch", type=_positive_int, default=1000, metavar="N",
@@ -174,11 +187,32 @@ def _lb_config(args: argparse.Namespace) -> int:
 def _open(url: str) -> Store:
     from .stores import open_store
 
+    if peers.is_peer_url(url):
+        raise ConfigError(f"sessionkit only reads {url.split('+', 1)[0]} sessions: give its "
+                          f"store as the source (migrate --from, export), not as a target")
     store = open_store(url)
     if not store.shared:
         raise ConfigError(f"{store.name} lives inside the app's process, out of this command's "
                           f"reach; to keep its sessions, set drain_to=<a shared store URL>")
     return store
+
+
+def _secret_keys(given: str | None) -> list[bytes]:
+    secret = given or os.environ.get("SESSIONKIT_SECRET_KEY") or ""
+    return [k.strip().encode() for k in secret.split(",") if k.strip()]
+
+
+def _open_source(url: str, secret: str | None) -> Store:
+    """A store to copy sessions from; a peer library's store lists them under the keys their
+    old cookies lead to, derived with the app's secret key."""
+    if not peers.is_peer_url(url):
+        return _open(url)
+    keys = _secret_keys(secret)
+    if not keys:
+        raise ConfigError("copying a peer library's sessions needs the app's secret key "
+                          "(--secret-key or SESSIONKIT_SECRET_KEY): the keys they get here are "
+                          "derived from it, so that the app finds them by their old cookies")
+    return peers.for_copy(url, keys)
 
 
 def _progress(report: tools.CopyReport) -> None:
@@ -190,7 +224,7 @@ def _progress(report: tools.CopyReport) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    source, target = _open(args.source), _open(args.target)
+    source, target = _open_source(args.source, args.secret_key), _open(args.target)
     started = time.monotonic()
     try:
         report = tools.copy(source, target, batch=args.batch, dry_run=args.dry_run,
@@ -207,7 +241,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    store = _open(args.url)
+    store = _open_source(args.url, args.secret_key)
     try:
         report = tools.export(store, sys.stdout)
     finally:
@@ -232,7 +266,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    store = _open(args.url)
+    store = peers.open_source(args.url) if peers.is_peer_url(args.url) else _open(args.url)
     try:
         found = tools.stats(store)
     finally:
@@ -247,11 +281,10 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    secret = args.secret_key or os.environ.get("SESSIONKIT_SECRET_KEY")
-    if not secret:
+    keys = _secret_keys(args.secret_key)
+    if not keys:
         return _fail("inspect", "needs the app's secret key: --secret-key or "
                      "SESSIONKIT_SECRET_KEY", USAGE_ERROR)
-    keys = [k.strip().encode() for k in secret.split(",") if k.strip()]
     store = _open(args.url)
     try:
         key, record = tools.find(store, args.session, keys)

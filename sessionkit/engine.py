@@ -19,7 +19,7 @@ import time
 from collections.abc import Generator, Sequence
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
-from . import events, migrate
+from . import events, migrate, peers
 from .affinity import debug_header, resolve_instance_id
 from .backend import Found, Miss
 from .config import SessionConfig
@@ -112,7 +112,15 @@ class SessionEngine:
             self.events.live_sessions = local.__len__
         # Operations on this process's memory are not timed: they cost less than the timing.
         self._untimed = self._io if self._io.capabilities.nonblocking else None
-        self.migration = migrate.importer_for(cfg, self._io, self.cookies.settings)
+        #: Imports the sessions an app's previous session layer kept (``migrate_from``): a
+        #: framework's signed cookie, or a peer library's store (``sessionkit.peers``).
+        self.migration = migrate.importer_for(cfg, self._io)
+        self._peer = peers.importer_for(cfg, getattr(backend, "ids", None), self.instance_id)
+        # Both frameworks (and both peers) call their cookie "session" unless told otherwise.
+        old_name = cfg.migrate_cookie_name or "session"
+        self._old_cookie = (
+            CookieWriter(CookieSettings.from_config(cfg, name=old_name), cookie_style)
+            if (self.migration or self._peer) and old_name != cfg.cookie_name else None)
         drain_to = None
         if cfg.drain_to is not None:
             if local is None:
@@ -181,10 +189,14 @@ class SessionEngine:
     def close(self) -> None:
         self.backend.close()
         self._io.close()
+        if self._peer is not None:
+            self._peer.close()
 
     async def aclose(self) -> None:
         self.backend.close()
         await self._io.aclose()
+        if self._peer is not None:
+            await self._peer.aclose()
 
     def _perform(self, request: Request) -> Any:
         """Perform one store operation, timed, an outage counted (``_Observed``)."""
@@ -233,25 +245,39 @@ class SessionEngine:
             looked_up += 1
             if looked_up == _MAX_LOOKUPS:
                 break
-        if session is None and self.migration is not None:
-            data = yield from self.migration.lookup(cookie_header, candidates, now)
-            if data is not None:
-                session = self._imported(data, now)
+        if session is None and (self.migration or self._peer):
+            session = yield from self._import(cookie_header, candidates, now)
         if session is None:
             session = self._fresh(now, miss.reason, miss.route)
         self._observe_lookup(state_of(session))
         return session
 
-    def _imported(self, data: dict[str, Any], now: float) -> Session:
-        """A session holding what the app's previous session layer kept (``migrate``)."""
-        session = self._fresh(now, "imported")
+    def _import(self, cookie_header: str | None, candidates: list[str], now: float
+                ) -> Steps[Session | None]:
+        """A session holding what the app's previous session layer kept, if the request
+        carries its cookie (``migrate_from``); ``migrate_hook`` may bind its user."""
+        if self._old_cookie is not None:
+            candidates = cookie_values(cookie_header, self._old_cookie.name)
+        session: Session | None = None
+        if self.migration is not None:
+            data = yield from self.migration.lookup(candidates, now)
+            if data is not None:
+                session = self._fresh(now, "imported")
+                for key, value in data.items():
+                    dict.__setitem__(session, key, value)
+        elif self._peer is not None:
+            found = yield from self._peer.lookup(candidates, now)
+            if found is not None:
+                session = self._loaded(found, now)
+        if session is None:
+            return None
         state = state_of(session)
+        state.lookup = "imported"
         state.is_new = False
         state.imported = True
-        for key, value in data.items():
-            dict.__setitem__(session, key, value)
-        assert self.migration is not None
-        self.migration.bind(session)
+        hook = self.config.migrate_hook
+        if hook is not None:
+            hook(session)
         return session
 
     def _loaded(self, found: Found, now: float) -> Session:
@@ -366,8 +392,6 @@ class SessionEngine:
                 event = "regenerated" if state.doomed and not state.invalidated else "created"
             elif (state.invalidated or state.doomed) and not websocket:
                 cookie = self._deleted_cookies(cookies, https)
-            if state.imported and not websocket:
-                cookie.extend(self.migration.finished(https) if self.migration else ())
         else:
             if changes or removed or state.user_changed or state.force:
                 record.fields = state.fields(session, changes)
@@ -385,6 +409,8 @@ class SessionEngine:
                 value = backend.cookie_value(state, record)
             if value is not None and not websocket:
                 cookie = self._cookies(cookies, value, session, state, now, https, persistent)
+        if state.imported and self._old_cookie is not None and not websocket:
+            cookie.append(self._old_cookie.delete(https=https))  # imported: retire the old one
         # Old ids die only once the new state is saved and its cookie is known to fit.
         for key, until in state.doomed:
             yield from backend.destroy(key, until)

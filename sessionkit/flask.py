@@ -22,6 +22,7 @@ from typing import Any
 from flask import Flask, Response, current_app, request
 from flask.sessions import SessionInterface, SessionMixin
 
+from . import peers
 from ._http import UNAVAILABLE_BODY, add_vary_cookie, unavailable
 from .config import MIN_SECRET_BYTES, SessionConfig
 from .cookies import CookieSettings, CookieStyle, CookieWriter
@@ -189,6 +190,10 @@ class SessionKit:
             # The app's own cookies were signed with its SECRET_KEY, for this long.
             flask["migrate_secret_key"] = config.migrate_secret_key or keys
             flask["migrate_max_age"] = config.migrate_max_age or lifetime
+        elif keys and not config.migrate_secret_key and peers.signs_with_flask_secret(
+                config.migrate_from):
+            # Flask-Session signed its cookies (SESSION_USE_SIGNER) with the same SECRET_KEY.
+            flask["migrate_secret_key"] = keys
         if not self._own_secret and keys:
             flask["secret_key"] = _usable(keys)
         try:

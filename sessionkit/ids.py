@@ -29,12 +29,13 @@ def derive(secret: bytes, purpose: bytes) -> bytes:
 class SessionIds:
     """Issues and verifies session ids and maps them to store keys, for one list of secrets."""
 
-    __slots__ = ("_id_keys", "_log_key")
+    __slots__ = ("_derive_keys", "_id_keys", "_log_key")
 
     def __init__(self, secret_keys: Sequence[bytes]) -> None:
         if not secret_keys:
             raise ValueError("at least one secret key is required")
         self._id_keys = [derive(s, b"session-id") for s in secret_keys]
+        self._derive_keys = [derive(s, b"derived-id") for s in secret_keys]
         self._log_key = derive(secret_keys[0], b"log-id")
 
     def new(self) -> tuple[str, str]:
@@ -43,6 +44,19 @@ class SessionIds:
         digest = hmac.digest(self._id_keys[0], raw, "sha256")
         token = base64.urlsafe_b64encode(raw + digest[:_TAG_BYTES]).decode("ascii")
         return token, _store_key(digest)
+
+    def derived(self, name: bytes) -> list[tuple[str, str]]:
+        """The ``(token, store_key)`` of the session another system calls ``name`` (a peer
+        library's session id), under each secret, current first. The same on every instance
+        and request, so that concurrent requests importing one such session meet at one key;
+        only the secret's holder can compute it, and its token verifies like any other."""
+        found = []
+        for derive_key, id_key in zip(self._derive_keys, self._id_keys, strict=True):
+            raw = hmac.digest(derive_key, name, "sha256")
+            digest = hmac.digest(id_key, raw, "sha256")
+            token = base64.urlsafe_b64encode(raw + digest[:_TAG_BYTES]).decode("ascii")
+            found.append((token, _store_key(digest)))
+        return found
 
     def verify(self, token: str) -> tuple[str, int] | None:
         """``(store_key, generation)`` for an authentic token, else None.

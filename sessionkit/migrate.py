@@ -25,10 +25,8 @@ from typing import Any
 
 from .codecs import encode_value
 from .config import SessionConfig
-from .cookies import CookieSettings, CookieStyle, CookieWriter, cookie_values
 from .errors import ConfigError
 from .ids import derive
-from .session import Session
 from .stores.base import Create, Load, On, Record, Store
 from .stores.memory import MemoryStore
 
@@ -51,22 +49,14 @@ _MAX_CANDIDATES = 3
 class CookieImport:
     """Imports the session an old framework cookie carries, once."""
 
-    def __init__(self, read: Reader, cookie_name: str, markers: Store, marker_key: bytes,
-                 window: float, hook: Callable[[Session], None] | None,
-                 old_cookie: CookieWriter | None) -> None:
+    def __init__(self, read: Reader, markers: Store, marker_key: bytes, window: float) -> None:
         self.read = read
-        self.cookie_name = cookie_name
         self.markers = markers
         self._marker_key = marker_key
         self.window = window
-        self.hook = hook
-        self._old_cookie = old_cookie
 
-    def lookup(self, cookie_header: str | None, candidates: list[str], now: float
-               ) -> Steps:
+    def lookup(self, candidates: list[str], now: float) -> Steps:
         """The data of the first valid old cookie not imported before (grace aside)."""
-        if self._old_cookie is not None:
-            candidates = cookie_values(cookie_header, self.cookie_name)
         for value in candidates[:_MAX_CANDIDATES]:
             data = self.read(value)
             if data is None:
@@ -85,22 +75,12 @@ class CookieImport:
             return data
         return None
 
-    def bind(self, session: Session) -> None:
-        """Let the app bind the user of an imported session (``migrate_hook``)."""
-        if self.hook is not None:
-            self.hook(session)
-
-    def finished(self, https: bool) -> list[str]:
-        """``Set-Cookie`` values that retire the old cookie, when it has another name."""
-        return [self._old_cookie.delete(https=https)] if self._old_cookie is not None else []
-
     def _marker(self, value: str) -> str:
         digest = hmac.digest(self._marker_key, value.encode("utf-8", "replace"), "sha256")
         return "m." + base64.urlsafe_b64encode(digest[:30]).decode("ascii")
 
 
-def importer_for(config: SessionConfig, store: Store, cookies: CookieSettings,
-                 style: CookieStyle = CookieStyle.SESSIONKIT) -> CookieImport | None:
+def importer_for(config: SessionConfig, store: Store) -> CookieImport | None:
     """The importer ``migrate_from`` asks for, remembering imports in ``store`` (a process
     memory when the sessions live in no store: ``jwt://`` without a revocation store)."""
     source = config.migrate_from
@@ -119,19 +99,10 @@ def importer_for(config: SessionConfig, store: Store, cookies: CookieSettings,
     else:
         window = int(max_age or STARLETTE_DEFAULT_MAX_AGE)
         read = starlette_importer(secrets, window)
-    # Both frameworks call their cookie "session" unless told otherwise.
-    name = config.migrate_cookie_name or "session"
-    old_cookie = None
-    if name != cookies.name:
-        old_cookie = CookieWriter(CookieSettings(
-            name=name, path=cookies.path, domain=cookies.domain, httponly=cookies.httponly,
-            secure=cookies.secure, samesite=cookies.samesite), style)
     if config.scheme == "jwt" and config.revocation_store is None:
         store = MemoryStore()
     root = config.secret_keys[0] if config.secret_keys else _as_bytes(secrets[0])
-    hook: Callable[[Session], None] | None = config.migrate_hook
-    return CookieImport(read, name, store, derive(root, b"imported-cookie"), float(window),
-                        hook, old_cookie)
+    return CookieImport(read, store, derive(root, b"imported-cookie"), float(window))
 
 
 def _as_bytes(secret: str | bytes) -> bytes:

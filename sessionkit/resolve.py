@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 
+from . import peers
 from .backend import Backend
 from .config import SessionConfig
 from .errors import ConfigError
@@ -42,7 +43,8 @@ def build_backend(config: SessionConfig, store: Store | None, instance_id: str) 
                            "shared store: every instance already sees every session")
         else:
             secondaries.append(shared_store(config.fallback_store, "fallback_store"))
-    if config.migrate_from is not None and "://" in config.migrate_from:
+    if config.migrate_from is not None and "://" in config.migrate_from and (
+            not peers.is_peer_url(config.migrate_from)):
         secondaries.append(open_store(config.migrate_from))
     idle, absolute = config.idle_seconds, config.absolute_seconds
     if config.near_cache:

@@ -28,7 +28,7 @@ import logging
 import math
 import weakref
 from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
-from typing import Any, TypeAlias
+from typing import Any, Self, TypeAlias
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import redis
@@ -93,6 +93,8 @@ def _ms(seconds: float) -> int:
 
 class RedisStore(CommandStore[list[Command]]):
     capabilities = Capabilities(shared=True, lists_records=True)
+    #: The Redis type of a session's key, for ``iter_records`` (``SCAN ... TYPE``).
+    record_type = "hash"
 
     def __init__(
         self,
@@ -118,7 +120,8 @@ class RedisStore(CommandStore[list[Command]]):
 
     # --- construction ---------------------------------------------------------------------
     @classmethod
-    def from_url(cls, url: str) -> RedisStore:
+    def from_url(cls, url: str, **extra: Any) -> Self:
+        """The store at ``url``; ``extra`` goes to the constructor of a subclass."""
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         prefix = query.pop("key_prefix", DEFAULT_PREFIX)
@@ -150,7 +153,8 @@ class RedisStore(CommandStore[list[Command]]):
                 return redis.asyncio.Redis.from_pool(pool)
 
         watch = url if scheme in ("redis", "rediss", "unix") else None
-        return cls(sync_factory, async_factory, name=name, prefix=prefix, watch_url=watch)
+        return cls(sync_factory, async_factory, name=name, prefix=prefix, watch_url=watch,
+                   **extra)
 
     def _sync(self) -> Any:
         if self._sync_client is None:
@@ -355,7 +359,8 @@ class RedisStore(CommandStore[list[Command]]):
         users = (self.prefix + "user:").encode()
         keys: list[bytes] = []
         try:
-            for key in client.scan_iter(match=self.prefix + "*", count=batch, _type="hash"):
+            for key in client.scan_iter(match=self.prefix + "*", count=batch,
+                                        _type=self.record_type):
                 if not key.startswith(users):
                     keys.append(key)
                 if len(keys) >= batch:
