@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from sessionkit import SessionEngine
 from sessionkit.codecs import decode_value
-from sessionkit.ids import SessionIds
 from sessionkit.cookies import cookie_values
+from sessionkit.ids import SessionIds
 from sessionkit.stores.memory import MemoryStore
 from sessionkit.stores.redis import _parse as parse_redis_record
 from sessionkit.stores.sql import SQLStore, _decode_fields

@@ -7,9 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sessionkit import SessionConfig, SessionTooLarge
-from sessionkit.ids import SessionIds
 from sessionkit.cookies import CookieSettings, CookieWriter, cookie_values
+from sessionkit.ids import SessionIds
 from tests.support import KEY, OLD_KEY
+
+
+def writer_for(config: SessionConfig) -> CookieWriter:
+    return CookieWriter(CookieSettings.from_config(config))
 
 
 @pytest.mark.parametrize(
@@ -65,19 +69,19 @@ def test_log_id_is_short_and_not_the_token() -> None:
 
 
 def test_cookie_writer_refuses_oversized_cookies() -> None:
-    writer = CookieWriter(CookieSettings.from_config(SessionConfig(secret_key=KEY)))
+    writer = writer_for(SessionConfig(secret_key=KEY))
     with pytest.raises(SessionTooLarge, match="4096"):
         writer.set("x" * 5000, max_age=10, now=0, https=False)
 
 
 def test_cookie_writer_forces_secure_for_prefixed_names() -> None:
-    writer = CookieWriter(CookieSettings.from_config(SessionConfig(secret_key=KEY, cookie_name="__Secure-s")))
+    writer = writer_for(SessionConfig(secret_key=KEY, cookie_name="__Secure-s"))
     assert "; Secure" in writer.set("v", max_age=10, now=0, https=False)
     assert "; Secure" in writer.delete(https=False)
 
 
 def test_cookie_secure_false_never_sends_secure() -> None:
-    writer = CookieWriter(CookieSettings.from_config(SessionConfig(secret_key=KEY, cookie_secure=False)))
+    writer = writer_for(SessionConfig(secret_key=KEY, cookie_secure=False))
     assert "Secure" not in writer.set("v", max_age=10, now=0, https=True)
 
 
