@@ -77,8 +77,10 @@ class SessionMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            await self.app(scope, self._lifespan_receive(receive, send),
-                           self._lifespan_send(send))
+            if self.error is not None:
+                await self._fail_startup(receive, send)
+                return
+            await self.app(scope, receive, self._lifespan_send(send))
             return
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
@@ -131,21 +133,13 @@ class SessionMiddleware:
             await send({"type": "http.response.start", "status": 503, "headers": headers})
             await send({"type": "http.response.body", "body": UNAVAILABLE_BODY})
 
-    def _lifespan_receive(self, receive: Receive, send: Send) -> Receive:
-        """A middleware that could not start fails the lifespan startup (the server exits)."""
-        if self.error is None:
-            return receive
-        error = self.error
-
-        async def receive_or_fail() -> Message:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.failed",
-                            "message": f"sessionkit: {error}"})
-                raise error
-            return message
-
-        return receive_or_fail
+    async def _fail_startup(self, receive: Receive, send: Send) -> None:
+        """A middleware that could not start fails the lifespan startup: the server exits
+        with the error instead of serving 500s."""
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.failed",
+                        "message": f"sessionkit: {self.error}"})
 
     def _lifespan_send(self, send: Send) -> Send:
         """Drain local sessions (``drain_to``) when the server shuts the app down."""

@@ -75,7 +75,9 @@ def demo(store: str, directory: Path, env: tuple[tuple[str, str], ...] = (),
 
 
 def ready(page: Any) -> None:
-    page.wait_for_function("document.body.dataset.ready === '1'", timeout=WAIT_MS)
+    # A selector, not wait_for_function: that evaluates a string, which the dashboard's
+    # Content-Security-Policy (no 'unsafe-eval') rightly refuses.
+    page.wait_for_selector("body[data-ready='1']", state="attached", timeout=WAIT_MS)
 
 
 def cart(page: Any) -> list[str]:
