@@ -98,9 +98,7 @@ class SessionMiddleware:
             session = UnavailableSession(error)
         scope["session"] = session
         if kind == "websocket":
-            await self.app(scope, receive, send)
-            if not isinstance(session, UnavailableSession):
-                await engine.acommit_websocket(session)
+            await self._websocket(scope, receive, send, session)
             return
 
         https = scope.get("scheme") == "https"
@@ -133,6 +131,26 @@ class SessionMiddleware:
             await send({"type": "http.response.start", "status": 503, "headers": headers})
             await send({"type": "http.response.body", "body": UNAVAILABLE_BODY})
 
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send,
+                         session: Session) -> None:
+        """Save the session when the app closes the connection, before the close frame
+        leaves (a client that sees the close may go on at once, and a test client cancels
+        the app), or else when the app returns."""
+        engine = self.engine
+        pending = not isinstance(session, UnavailableSession)
+
+        async def send_closing(message: Message) -> None:
+            nonlocal pending
+            if pending and message["type"] in ("websocket.close", "websocket.http.response.start"):
+                pending = False
+                await _uncancelled(engine.acommit_websocket(session))
+            await send(message)
+
+        await self.app(scope, receive, send_closing)
+        if pending:
+            pending = False
+            await _uncancelled(engine.acommit_websocket(session))
+
     async def _fail_startup(self, receive: Receive, send: Send) -> None:
         """A middleware that could not start fails the lifespan startup: the server exits
         with the error instead of serving 500s."""
@@ -153,6 +171,18 @@ class SessionMiddleware:
             await send(message)
 
         return send_after_draining
+
+
+async def _uncancelled(work: Awaitable[None]) -> None:
+    """Finish ``work`` even if the connection's task is being cancelled (a logout must reach
+    the store): shielded with anyio, which Starlette and FastAPI run on, when it is there."""
+    try:
+        import anyio
+    except ImportError:  # a bare ASGI app on a server without anyio
+        await work
+        return
+    with anyio.CancelScope(shield=True):
+        await work
 
 
 def _in_event_loop() -> bool:
