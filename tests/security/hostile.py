@@ -144,6 +144,8 @@ def big_headers(genuine: list[str]) -> list[str]:
         "; ".join(f"c{i}=v{i}" for i in range(1000)) + "; session=" + token,
         "; ".join(["session=" + "B" * 64 + ".a"] * 1000),
         f"session=garbage; session={token}",
+        f"q=x,session={token}; session=garbage",  # a comma inside a value starts no cookie
+        ",".join(f"session={token}" for _ in range(1000)),
         f"session={token}; session={token}",
         ";" * 65536,
         "session=" + "\x00" * 4096,

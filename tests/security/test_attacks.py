@@ -158,6 +158,28 @@ def _records(engine: SessionEngine) -> int:
     return sum(len(batch) for batch in store.iter_records())
 
 
+def test_a_cookie_smuggled_after_a_comma_is_not_a_cookie(shop: ShopClient) -> None:
+    """``q=x,session=<attacker>; session=<victim>``: an attacker who can set one cookie value
+    (a subdomain, a reflected parameter) appends a session of theirs after a comma. Cookies are
+    separated by ``;`` only (RFC 6265): the comma is part of ``q``'s value, and the victim's
+    own session is served, as Starlette and Werkzeug read the same header."""
+    from starlette.requests import cookie_parser
+    from werkzeug.http import parse_cookie
+
+    attacker = ShopClient(shop.framework, shop.app)
+    attacker_cookie = login(attacker, "mallory")
+    victim_cookie = login(shop, "alice")
+    header = f"q=x,session={attacker_cookie}; session={victim_cookie}"
+    assert parse_cookie(header)["session"] == victim_cookie
+    assert cookie_parser(header)["session"] == victim_cookie
+    reply = shop.raw("GET", "/whoami", cookie=header)
+    assert reply.status == 200, reply.body
+    assert reply.json["user"] == "alice"
+    # Old RFC 2109 style, commas between cookies: one cookie named q, no session at all.
+    alone = shop.raw("GET", "/whoami", cookie=f"q=x, session={attacker_cookie}").json
+    assert alone["user"] is None and alone["session_new"] is True
+
+
 # --- hostile store content ---------------------------------------------------------------------
 class Exploit:
     """Unpickling this creates a file: proof that a payload ran."""
