@@ -11,7 +11,8 @@ runs from cron, and the load-balancer configs a local-mode deployment needs.
 
 Built on argparse, not click: the command works wherever sessionkit is installed, with no
 extra dependency. Errors are one line on stderr: exit status 2 for a bad URL or argument,
-1 for a store that cannot be reached. Store URLs are shown with their password redacted.
+1 for a store that cannot be reached. Store URLs are shown with their secrets redacted
+(``sessionkit.redact``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 
 from . import lbconfig, tools
 from .errors import ConfigError, StoreUnavailable
+from .redact import redact_text
 from .stores import Store
 
 PROG = "sessionkit"
@@ -128,7 +130,8 @@ def _add_lb_config(commands: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _fail(command: str, message: str, status: int) -> int:
-    print(f"{PROG} {command}: error: {message}", file=sys.stderr)
+    """One line on stderr; any URL in it shown by the one redaction rule."""
+    print(f"{PROG} {command}: error: {redact_text(message)}", file=sys.stderr)
     return status
 
 

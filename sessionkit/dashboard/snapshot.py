@@ -11,8 +11,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..config import redact_url
 from ..events import LOOKUPS, Events, Histogram
+from ..redact import redact_url
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 

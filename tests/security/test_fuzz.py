@@ -21,9 +21,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sessionkit import SessionEngine
+from sessionkit import SessionConfig, SessionEngine, StoreUnavailable
 from sessionkit.codecs import SessionIds, decode_value
 from sessionkit.cookies import cookie_values
+from sessionkit.redact import redact_url, scrub, url_secrets
 from sessionkit.stores.memory import MemoryStore
 from sessionkit.stores.redis import _parse as parse_redis_record
 from sessionkit.stores.sql import SQLStore, _decode_fields
@@ -33,6 +34,7 @@ from tests.security.hostile import (
     FUZZ,
     NAMES,
     TEXT,
+    URLS_WITH_SECRETS,
     bounded,
     cookie_header,
     cookie_value,
@@ -85,6 +87,33 @@ def test_a_comma_never_starts_a_cookie(prefix: str, smuggled: str, victim: str) 
     with bounded():
         values = cookie_values(header, "session")
     assert values == [victim]
+
+
+@seeded
+@FUZZ
+@given(case=URLS_WITH_SECRETS)
+def test_url_redaction(case: tuple[str, list[str], list[str]]) -> None:
+    """Random store URLs with secrets (userinfo passwords, ``?password=``-like parameters,
+    percent-encoded or not): no secret survives redaction, wherever the URL is shown, and the
+    host and the plain parameters stay readable."""
+    from urllib.parse import quote
+
+    url, secrets, kept = case
+    with bounded():
+        shown = redact_url(url)
+        again = redact_url(shown)
+        hidden = url_secrets(url)
+        config = repr(SessionConfig(store=url, drain_to=url, secret_key=KEY))
+        error = str(StoreUnavailable(url, OSError(f"cannot reach {url} now"), hide=hidden))
+        quoted = scrub(f"failed: '{url}', giving up")
+    assert again == shown
+    for secret in secrets:
+        for form in {secret, quote(secret, safe="")}:
+            for text in (shown, config, error, quoted):
+                assert form not in text, (url, text)
+    for part in kept:
+        assert part in shown, (url, shown)
+    assert url.split("://", 1)[0] + "://" in shown
 
 
 IDS = SessionIds([KEY.encode()])
