@@ -12,16 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import fcntl
+import itertools
 import json
+import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sessionkit import SessionConfig, SessionEngine, StoreUnavailable
+from sessionkit import SessionConfig, SessionEngine, StoreUnavailable, workers
 from sessionkit.codecs import SessionIds, decode_value
 from sessionkit.cookies import cookie_values
 from sessionkit.redact import redact_url, scrub, url_secrets
@@ -31,6 +37,7 @@ from sessionkit.stores.sql import SQLStore, _decode_fields
 from tests.apps import make
 from tests.security.hostile import (
     ANY_CHAR,
+    EXAMPLES,
     FUZZ,
     NAMES,
     TEXT,
@@ -362,3 +369,111 @@ def test_wsgi_middleware(wsgi_apps: dict[str, tuple[Any, SessionEngine]], which:
     _assert_fresh_or_genuine(engine, int(status[:3]), body,
                              [v for k, v in headers if k.lower() == "set-cookie"])
     assert _store_len(engine) == records
+
+
+# --- the local-mode worker lock, among planted files ----------------------------------------------
+#: What a local user may have left at the lock file's path, and at its directory's.
+AT_FILE = ["nothing", "garbage", "link-to-victim", "dangling-link", "link-to-dir", "dir",
+           "fifo", "foreign-file", "locked"]
+AT_DIR = ["nothing", "ours", "ours-loose", "link", "foreign", "foreign-open", "file"]
+NOBODY = 65534
+_instances = itertools.count()
+
+
+@contextlib.contextmanager
+def temp_root() -> Iterator[Path]:
+    """A fresh directory standing for /tmp (``tempfile.tempdir`` points there meanwhile)."""
+    with tempfile.TemporaryDirectory() as root:
+        saved, tempfile.tempdir = tempfile.tempdir, str(Path(root) / "tmp")
+        try:
+            yield Path(root)
+        finally:
+            tempfile.tempdir = saved
+
+
+def _plant_dir(folder: Path, how: str, root: Path) -> None:
+    if how == "link":
+        (root / "elsewhere").mkdir()
+        folder.symlink_to(root / "elsewhere")
+    elif how == "file":
+        folder.write_bytes(b"not a directory")
+    elif how != "nothing":
+        folder.mkdir(mode=0o700)
+        if how in ("ours-loose", "foreign-open"):
+            folder.chmod(0o777)
+        if how.startswith("foreign"):
+            os.chown(folder, NOBODY, NOBODY)
+
+
+def _plant_file(path: Path, how: str, content: bytes, victim: Path) -> int | None:
+    """Plant ``how`` at ``path``; for "locked", the descriptor holding the lock."""
+    if how == "garbage" or how == "foreign-file" or how == "locked":
+        path.write_bytes(content)
+        if how == "foreign-file":
+            os.chown(path, NOBODY, NOBODY)
+        if how == "locked":
+            fd = os.open(path, os.O_RDWR)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return fd
+    elif how == "link-to-victim":
+        path.symlink_to(victim)
+    elif how == "dangling-link":
+        path.symlink_to(path.parent / "nowhere")
+    elif how == "link-to-dir":
+        path.symlink_to(path.parent.parent)
+    elif how == "dir":
+        path.mkdir()
+    elif how == "fifo":
+        os.mkfifo(path)
+    return None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="planting another user's files needs root")
+@seeded
+@settings(FUZZ, max_examples=max(100, EXAMPLES // 10))
+@given(at_dir=st.sampled_from(AT_DIR), at_file=st.sampled_from(AT_FILE),
+       content=st.binary(max_size=40))
+def test_worker_lock_among_planted_files(at_dir: str, at_file: str, content: bytes) -> None:
+    """Whatever was planted at the lock directory's or file's path (links to a file the app
+    may write, FIFOs, another user's files, garbage, a lock already taken), the claim never
+    raises, never blocks, never writes through a link or into another user's directory, and
+    leaves nothing behind once released. Examples: a tenth of ``SESSIONKIT_FUZZ_EXAMPLES``
+    (file system work costs more per input than parsing)."""
+    with temp_root() as root:
+        shared = root / "tmp"
+        shared.mkdir(mode=0o1777)
+        victim = root / "victim"
+        victim.write_bytes(b"precious")
+        instance = f"fuzz-{next(_instances)}"
+        path = workers.lock_path(instance)
+        if at_dir == "nothing" and at_file != "nothing":
+            at_dir = "ours"  # a file needs its directory
+        _plant_dir(path.parent, at_dir, root)
+        usable = at_dir in ("nothing", "ours", "ours-loose")
+        holder_fd = _plant_file(path, at_file, content, victim) if usable else None
+        # (the two directories' own times change as the lock comes and goes, and a regular
+        # file of this user at the lock's path is the lock: used, then removed)
+        ours = (shared, path.parent, *([path] if usable and at_file == "garbage" else []))
+        before = {p: p.lstat() for p in root.rglob("*") if p not in ours}
+        try:
+            with bounded():
+                holder = workers.claim(instance)
+                workers.release()
+        finally:
+            if holder_fd is not None:
+                os.close(holder_fd)
+        assert victim.read_bytes() == b"precious"
+        if at_file == "locked" and usable:  # reported, with the pid the holder wrote
+            words = content[:21].split()
+            written = int(words[0]) if words and words[0].isdigit() else workers.UNKNOWN_PID
+            assert holder == (None if written == os.getpid() else written)
+        else:
+            assert holder is None
+        for planted, info in before.items():  # nothing planted was followed, changed or gone
+            now = planted.lstat()
+            assert (now.st_mode, now.st_uid, now.st_size, now.st_mtime_ns) == (
+                info.st_mode, info.st_uid, info.st_size, info.st_mtime_ns), planted
+        if not usable:
+            assert not any(p.name.endswith(".lock") for p in root.rglob("*")), "wrote there"
+        elif at_file == "nothing":
+            assert not path.exists() and not path.parent.exists()  # removed on release
