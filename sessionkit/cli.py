@@ -1,7 +1,7 @@
 """The ``sessionkit`` command: moving and inspecting session data, maintenance a deployment
 runs from cron, and the load-balancer configs a local-mode deployment needs.
 
-    sessionkit export URL > dump.jsonl        every live session, one JSON line each
+    sessionkit export URL -o dump.jsonl       every live session, one JSON line each
     sessionkit import URL < dump.jsonl        write them (keys already there are kept)
     sessionkit migrate --from URL --to URL    copy every live session [--dry-run] [--batch N]
     sessionkit stats URL                      count, bytes, per instance, per expiry
@@ -18,9 +18,12 @@ extra dependency. Errors are one line on stderr: exit status 2 for a bad URL or 
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
+import stat
 import sys
 import time
+from typing import TextIO
 
 from . import lbconfig, tools
 from .errors import ConfigError, StoreUnavailable
@@ -72,6 +75,9 @@ def _add_data_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "one JSON object per line. The keys are HMACs: a dump holds no usable cookie, but it "
         "holds session data, so treat it as secret.")
     export.add_argument("url", metavar="URL", help=url_help)
+    export.add_argument("-o", "--output", metavar="FILE",
+                        help="write to FILE, created readable by its owner only (it must not "
+                        "exist yet); without it, stdout (a file there is made private too)")
     importer = commands.add_parser(
         "import", help="read JSON lines (from export) on stdin into a store",
         description="Write the sessions of an export (stdin) into a store, each with its "
@@ -96,12 +102,12 @@ def _add_data_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     inspect = commands.add_parser(
         "inspect", help="show one session (values redacted unless --show-values)",
         description="Show one session, found by its cookie value or id. The app's secret key "
-        "(--secret-key or SESSIONKIT_SECRET_KEY) turns the id into the store's key.")
+        "turns the id into the store's key: it is read from SESSIONKIT_SECRET_KEY "
+        "(comma-separated for several) or asked for at the terminal, never taken as an "
+        "argument (every local user sees arguments in ps).")
     inspect.add_argument("url", metavar="URL", help=url_help)
     inspect.add_argument("session", metavar="COOKIE_OR_ID")
-    inspect.add_argument("--secret-key", metavar="KEY",
-                         help="the app's secret_key (default: $SESSIONKIT_SECRET_KEY; "
-                         "comma-separated for several)")
+    inspect.add_argument("--secret-key", metavar="KEY", help=argparse.SUPPRESS)
     inspect.add_argument("--show-values", action="store_true",
                          help="print the values too (they may be personal data)")
 
@@ -210,11 +216,21 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    store = _open(args.url)
     try:
-        report = tools.export(store, sys.stdout)
+        out = _private_output(args.output)
+    except OSError as exc:
+        return _fail("export", f"{args.output}: {exc.strerror}", USAGE_ERROR)
+    except ValueError as exc:
+        return _fail("export", str(exc), USAGE_ERROR)
+    try:
+        store = _open(args.url)
+        try:
+            report = tools.export(store, out)
+        finally:
+            store.close()
     finally:
-        store.close()
+        if out is not sys.stdout:
+            out.close()
     print(f"exported {report.copied} sessions from {store.name} "
           f"(skipped {report.skipped_expired} expired)", file=sys.stderr)
     return 0
@@ -249,11 +265,51 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _private_output(path: str | None) -> TextIO:
+    """Where an export goes, readable by its owner only: a dump holds session data. A new
+    file at ``path`` (never an existing one, never through a link), or stdout, made private
+    when it is a file (``> dump.jsonl`` creates it with the shell's umask)."""
+    if path is None:
+        try:
+            fd = sys.stdout.fileno()
+        except (OSError, ValueError):  # not a file descriptor at all (an in-memory stream)
+            return sys.stdout
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) & 0o077:
+            try:
+                os.fchmod(fd, stat.S_IMODE(info.st_mode) & 0o700)
+            except OSError:
+                raise ValueError("the file stdout goes to is readable by others and cannot "
+                                 "be made private; use --output FILE") from None
+        return sys.stdout
+    if os.path.lexists(path):
+        raise ValueError(f"{path} exists; remove it or choose another --output")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    return os.fdopen(fd, "w", encoding="utf-8")
+
+
+def _secret_key() -> str | None:
+    """The app's secret key, from the environment or typed at the terminal (not echoed)."""
+    secret = os.environ.get("SESSIONKIT_SECRET_KEY")
+    if secret:
+        return secret
+    if not sys.stdin.isatty():
+        return None
+    try:
+        return getpass.getpass("secret key (input hidden): ")
+    except (EOFError, KeyboardInterrupt):
+        return None
+
+
 def _inspect(args: argparse.Namespace) -> int:
-    secret = args.secret_key or os.environ.get("SESSIONKIT_SECRET_KEY")
+    if args.secret_key is not None:
+        return _fail("inspect", "the secret key is not taken as an argument (every local user "
+                     "sees arguments in ps): set SESSIONKIT_SECRET_KEY, or run without it at "
+                     "a terminal to be asked", USAGE_ERROR)
+    secret = _secret_key()
     if not secret:
-        return _fail("inspect", "needs the app's secret key: --secret-key or "
-                     "SESSIONKIT_SECRET_KEY", USAGE_ERROR)
+        return _fail("inspect", "needs the app's secret key: set SESSIONKIT_SECRET_KEY, or "
+                     "run it at a terminal to be asked", USAGE_ERROR)
     keys = [k.strip().encode() for k in secret.split(",") if k.strip()]
     store = _open(args.url)
     try:

@@ -21,7 +21,7 @@ from collections.abc import Generator, Sequence
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 from . import drain, events, migrate, workers
-from .affinity import resolve_instance_id
+from .affinity import instance_id_for, routed_mode
 from .backend import Backend, Found, Miss
 from .codecs import SessionIds, encode_value
 from .config import SessionConfig
@@ -79,7 +79,8 @@ class SessionEngine:
         elif instance is not None and "://" in instance.name:
             kwargs["store"] = instance.name
         self.config = cfg = SessionConfig.coerce(config, kwargs)
-        self.instance_id = resolve_instance_id(cfg.instance_id)
+        self.instance_id = instance_id_for(cfg.instance_id, routes=routed_mode(cfg, instance),
+                                           secret_keys=cfg.secret_keys)
         self.cookies = CookieWriter(cfg)
         self.route_cookies = (
             CookieWriter(dataclasses.replace(cfg, cookie_name=cfg.route_cookie, route_cookie=None))

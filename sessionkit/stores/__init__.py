@@ -45,6 +45,7 @@ def open_store(url: str) -> Store:
         raise ConfigError(
             f"unknown store scheme {scheme!r} in {url.split('://', 1)[0]}://...; valid schemes: "
             + ", ".join(f"{s}://" for s in store_schemes())
+            + ", and jwt:// (client mode, as the session store only: sessions in the cookie)"
         )
     module_name, class_name, extra, driver = entry
     try:
