@@ -4,9 +4,13 @@ through the example shop on both frameworks and every mode where the attack appl
 store in memory or Redis).
 
 Elsewhere in the catalog: forged, tampered, truncated and foreign-key server-side cookies in
-``tests/integration/test_bad_cookies.py``; 35 crafted JWTs (alg none, key confusion, unknown
-kid, tampered claims...) in ``tests/security/test_jwt_attacks.py``; planted or garbled Redis
-records in ``tests/integration/test_redis_store.py``.
+``tests/integration/test_bad_cookies.py``; 47 crafted JWTs (alg none, stripped signatures, key
+confusion, jku/x5u/jwk/x5c/crit headers, bad typ, unknown kid, tampered claims...) and tokens
+of another app sharing the secret in ``tests/security/test_jwt_attacks.py``; planted or
+garbled Redis records in ``tests/integration/test_redis_store.py``; secrets in store URLs in
+``test_url_redaction.py``; links and foreign files planted for the worker lock in
+``test_worker_lock.py``; tokens in URLs, DNS rebinding and framing of the dashboard in
+``test_dashboard_exposure.py``; host names, keys and dumps disclosed in ``test_disclosure.py``.
 """
 
 from __future__ import annotations
