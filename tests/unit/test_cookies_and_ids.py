@@ -82,7 +82,7 @@ def test_cookie_secure_false_never_sends_secure() -> None:
     assert "Secure" not in writer.set("v", max_age=10, now=0, https=True)
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(st.lists(st.sampled_from(["session=", "session", *"=ab;, \t\"\n\x0b.", "é"]),
                 max_size=30).map("".join))
 def test_cookie_values_splits_exactly_like_a_regex_on_semicolons(header: str) -> None:
@@ -103,7 +103,7 @@ _COOKIE = st.tuples(st.sampled_from(["session", "q", "sessionx", "a"]),
                     st.text(alphabet=st.sampled_from([*"ab09._-=,"]), max_size=12))
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(st.lists(_COOKIE, max_size=6), st.sampled_from([";", "; ", " ;  "]))
 def test_cookie_values_reads_what_werkzeug_and_starlette_read(
     cookies: list[tuple[str, str]], separator: str
