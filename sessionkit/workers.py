@@ -13,7 +13,7 @@ The temp directory is shared with every local user, so the lock file lives in a 
 the user's own (``<tmp>/sessionkit-<uid>``, mode 0700, refused when another user owns it or it
 is a link), is opened without following links, must be a regular file of the user's and is
 never truncated. A process removes the lock files it created when it exits (and the directory,
-once empty).
+once empty); a claim removes those left by processes that were killed (nobody holds them).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ _held: list[_Held] = []
 UNKNOWN_PID = 0
 _PID_WIDTH = 20
 _ATTEMPTS = 3  # a lock file removed by its exiting owner between open and lock: try again
+_SWEEP_LIMIT = 1000  # lock files looked at per claim, at most
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
@@ -125,9 +126,36 @@ def _try_claim(fcntl: ModuleType, path: Path) -> tuple[bool, int | None]:
             return False, None
         os.pwrite(fd, f"{os.getpid():<{_PID_WIDTH}}\n".encode(), 0)  # fixed width: no truncate
         _held.append(_Held(fd, path, os.getpid()))
+        _sweep(fcntl, folder, path.name)
         return True, None
     finally:
         os.close(folder)
+
+
+def _sweep(fcntl: ModuleType, folder: int, mine: str) -> None:
+    """Remove the lock files of processes that died without cleaning up (killed): nobody
+    holds their lock. A process about to lock one finds it gone and makes a new one."""
+    for name in os.listdir(folder)[:_SWEEP_LIMIT]:
+        if name == mine or not (name.startswith("workers-") and name.endswith(".lock")):
+            continue
+        try:
+            fd = os.open(name, os.O_RDWR | _NOFOLLOW | _CLOEXEC | os.O_NONBLOCK, dir_fd=folder)
+        except OSError:
+            continue
+        try:
+            opened = os.fstat(fd)
+            if not stat.S_ISREG(opened.st_mode) or opened.st_uid != _uid():
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # alive
+            if _still_named(name, folder, opened):
+                os.unlink(name, dir_fd=folder)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
 
 
 def _open_private_dir(folder: Path) -> int | None:

@@ -164,6 +164,17 @@ def test_unrelated_apps_sharing_an_instance_id_are_not_reported(shared_tmp: Path
     assert list(shared_tmp.rglob("*.lock")) == []  # both removed their lock files
 
 
+def test_lock_files_of_killed_processes_are_removed_by_the_next_claim(shared_tmp: Path) -> None:
+    crashed = App(write_app(shared_tmp.parent / "shop", f"host-{uuid.uuid4().hex[:8]}"))
+    crashed.process.kill()  # SIGKILL: no chance to clean up
+    crashed.process.communicate(timeout=60)
+    (stale,) = shared_tmp.rglob("*.lock")
+    engine, instance = local_engine()
+    engine.load(None)
+    assert not stale.exists()
+    assert list(shared_tmp.rglob("*.lock")) == [workers.lock_path(instance)]
+
+
 def test_workers_of_one_gunicorn_are_reported_and_clean_up(shared_tmp: Path) -> None:
     if importlib.util.find_spec("gunicorn") is None:
         unavailable("gunicorn is not installed (pip install -e '.[dev]')")
