@@ -170,6 +170,19 @@ class Aggregator:
         return {"stopped": instance}
 
 
+def control_panel(aggregator: Aggregator, token: str) -> Dashboard:
+    """The demo's dashboard: every instance's counters and a stop button per instance, behind
+    ``token`` (stopping instances is not for whoever reaches the port, nor for a page that
+    rebinds its name to 127.0.0.1)."""
+    return Dashboard(aggregator.snapshot, enabled=True, control=aggregator.stop, token=token)
+
+
+def dashboard_link(url: str, token: str) -> str:
+    """The address to open: the token in the fragment, which the browser never sends (so no
+    log records it); the page keeps it and drops it from the address bar."""
+    return f"{url}#token={token}"
+
+
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
@@ -239,10 +252,9 @@ def run(args: argparse.Namespace, stop: threading.Event) -> None:
         })
         started.start()
         aggregator = Aggregator(started, token)
-        panel = Dashboard(aggregator.snapshot, enabled=True, control=aggregator.stop)
-        with serve(panel.wsgi, dashboard_port) as dashboard_url:
+        with serve(control_panel(aggregator, token).wsgi, dashboard_port) as dashboard_url:
             print(f"demo: shop       {started.url}/", flush=True)
-            print(f"demo: dashboard  {dashboard_url}", flush=True)
+            print(f"demo: dashboard  {dashboard_link(dashboard_url, token)}", flush=True)
             print("demo: instances  " + " ".join(f"{i}={u}" for i, u in started.urls.items()),
                   flush=True)
             print(f"demo: logs in {directory}; Ctrl-C stops everything", flush=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from examples import shop_page
 from sessionkit import Session, SessionEngine
-from sessionkit.config import redact_url
+from sessionkit.redact import redact_url
 
 Reply = tuple[int, dict[str, Any]]
 _NAME_RE = re.compile(r"^[\w.@+-]{1,64}$")

@@ -3,16 +3,35 @@
 The route is what follows the last ``.`` (the Tomcat ``jvmRoute`` form), so nginx, HAProxy,
 Apache and ingress-nginx can all route on it. It is a hint for the load balancer, never
 trusted: security rests on the session id alone.
+
+Where a load balancer routes on it (local and hybrid modes) the hint is the instance id the
+balancer is configured with: set ``instance_id`` (or ``SESSIONKIT_INSTANCE_ID``) explicitly
+there; the default, the host name, is what it falls back to. In plain shared mode nothing
+routes on it, so unless an id is set explicitly it is an opaque one, stable per host (logs and
+metrics still correlate) but naming no host to whoever reads a cookie.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .config import SessionConfig
+    from .stores.base import Store
+
+#: Store schemes whose sessions every instance sees: nothing routes on the hint there.
+_SHARED_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+sentinel", "redis+cluster",
+                             "sqlite", "postgresql", "postgres", "mysql", "mariadb", "mssql",
+                             "oracle"})
+_OPAQUE_LABEL = b"sessionkit instance id\0"
 
 _INSTANCE_RE = re.compile(r"[a-z0-9-]{1,63}")
 _NOT_ALLOWED = re.compile(r"[^a-z0-9-]+")
@@ -46,6 +65,35 @@ def resolve_instance_id(configured: str | None, environ: Mapping[str, str] | Non
             if normalized:
                 return normalized
     return "local"
+
+
+def instance_id_for(
+    configured: str | None, *, routes: bool, secret_keys: Sequence[bytes] = (),
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    """The instance id of this engine. Where the mode ``routes`` on it, or when it is set
+    explicitly (``instance_id``, ``SESSIONKIT_INSTANCE_ID``), ``resolve_instance_id``;
+    otherwise an opaque id (``i-`` and 12 hex digits): a keyed hash of the host name, the
+    same on every start of this host with this secret, that tells a cookie's reader nothing."""
+    env = os.environ if environ is None else environ
+    if routes or configured is not None or env.get("SESSIONKIT_INSTANCE_ID"):
+        return resolve_instance_id(configured, env)
+    host = resolve_instance_id(None, env)
+    key = secret_keys[0] if secret_keys else b""
+    return "i-" + hmac.new(key, _OPAQUE_LABEL + host.encode(), hashlib.sha256).hexdigest()[:12]
+
+
+def routed_mode(config: SessionConfig, store: Store | None = None) -> bool:
+    """Whether a load balancer may route on the instance id: every mode but plain shared mode
+    (a shared store without ``near_cache``), where any instance serves any session. Client
+    mode (``jwt://``) counts as routed: no hint travels there, and the readable id is kept."""
+    if config.near_cache:
+        return True
+    if store is not None:
+        return not store.shared
+    scheme = config.scheme
+    base = scheme if scheme.startswith("redis") else scheme.split("+", 1)[0]
+    return base not in _SHARED_SCHEMES
 
 
 def split_route(value: str) -> tuple[str, str | None] | None:

@@ -1,7 +1,7 @@
 """The ``sessionkit`` command: moving and inspecting session data, maintenance a deployment
 runs from cron, and the load-balancer configs a local-mode deployment needs.
 
-    sessionkit export URL > dump.jsonl        every live session, one JSON line each
+    sessionkit export URL -o dump.jsonl       every live session, one JSON line each
     sessionkit import URL < dump.jsonl        write them (keys already there are kept)
     sessionkit migrate --from URL --to URL    copy every live session [--dry-run] [--batch N]
                                               (--from a Flask-Session or starsessions store:
@@ -13,18 +13,23 @@ runs from cron, and the load-balancer configs a local-mode deployment needs.
 
 Built on argparse, not click: the command works wherever sessionkit is installed, with no
 extra dependency. Errors are one line on stderr: exit status 2 for a bad URL or argument,
-1 for a store that cannot be reached. Store URLs are shown with their password redacted.
+1 for a store that cannot be reached. Store URLs are shown with their secrets redacted
+(``sessionkit.redact``).
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
+import stat
 import sys
 import time
+from typing import TextIO
 
 from . import lbconfig, peers, tools
 from .errors import ConfigError, StoreUnavailable
+from .redact import redact_text
 from .stores import Store
 
 PROG = "sessionkit"
@@ -69,8 +74,8 @@ def _add_data_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     source_help = ("a store URL as configured in the app (redis://..., postgresql+psycopg://...),"
                    " or a peer library's store as in migrate_from (flask-session+redis://...,"
                    " starsessions+redis://...)")
-    key_help = ("with a peer library's store: the app's secret_key (default: "
-                "$SESSIONKIT_SECRET_KEY), from which the keys its sessions get are derived")
+    key_help = ("not taken here (every local user sees arguments in ps): with a peer library's "
+                "store the app's secret_key comes from $SESSIONKIT_SECRET_KEY or is asked for")
     export = commands.add_parser(
         "export", help="write every live session to stdout as JSON lines",
         description="Write every live session (hashed key, lifetime, user, data) to stdout, "
@@ -78,6 +83,9 @@ def _add_data_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "holds session data, so treat it as secret.")
     export.add_argument("url", metavar="URL", help=source_help)
     export.add_argument("--secret-key", metavar="KEY", help=key_help)
+    export.add_argument("-o", "--output", metavar="FILE",
+                        help="write to FILE, created readable by its owner only (it must not "
+                        "exist yet); without it, stdout (a file there is made private too)")
     importer = commands.add_parser(
         "import", help="read JSON lines (from export) on stdin into a store",
         description="Write the sessions of an export (stdin) into a store, each with its "
@@ -107,12 +115,12 @@ def _add_data_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     inspect = commands.add_parser(
         "inspect", help="show one session (values redacted unless --show-values)",
         description="Show one session, found by its cookie value or id. The app's secret key "
-        "(--secret-key or SESSIONKIT_SECRET_KEY) turns the id into the store's key.")
+        "turns the id into the store's key: it is read from SESSIONKIT_SECRET_KEY "
+        "(comma-separated for several) or asked for at the terminal, never taken as an "
+        "argument (every local user sees arguments in ps).")
     inspect.add_argument("url", metavar="URL", help=url_help)
     inspect.add_argument("session", metavar="COOKIE_OR_ID")
-    inspect.add_argument("--secret-key", metavar="KEY",
-                         help="the app's secret_key (default: $SESSIONKIT_SECRET_KEY; "
-                         "comma-separated for several)")
+    inspect.add_argument("--secret-key", metavar="KEY", help=argparse.SUPPRESS)
     inspect.add_argument("--show-values", action="store_true",
                          help="print the values too (they may be personal data)")
 
@@ -141,7 +149,8 @@ def _add_lb_config(commands: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _fail(command: str, message: str, status: int) -> int:
-    print(f"{PROG} {command}: error: {message}", file=sys.stderr)
+    """One line on stderr; any URL in it shown by the one redaction rule."""
+    print(f"{PROG} {command}: error: {redact_text(message)}", file=sys.stderr)
     return status
 
 
@@ -197,21 +206,28 @@ def _open(url: str) -> Store:
     return store
 
 
-def _secret_keys(given: str | None) -> list[bytes]:
-    secret = given or os.environ.get("SESSIONKIT_SECRET_KEY") or ""
+#: Why ``--secret-key`` is refused.
+KEY_REFUSED = ("the secret key is not taken as an argument (every local user sees arguments "
+               "in ps): set SESSIONKIT_SECRET_KEY, or run without it at a terminal to be asked")
+
+
+def _secret_keys() -> list[bytes]:
+    """The app's secret keys (comma-separated), from the environment or the terminal."""
+    secret = _secret_key() or ""
     return [k.strip().encode() for k in secret.split(",") if k.strip()]
 
 
-def _open_source(url: str, secret: str | None) -> Store:
+def _open_source(url: str) -> Store:
     """A store to copy sessions from; a peer library's store lists them under the keys their
     old cookies lead to, derived with the app's secret key."""
     if not peers.is_peer_url(url):
         return _open(url)
-    keys = _secret_keys(secret)
+    keys = _secret_keys()
     if not keys:
         raise ConfigError("copying a peer library's sessions needs the app's secret key "
-                          "(--secret-key or SESSIONKIT_SECRET_KEY): the keys they get here are "
-                          "derived from it, so that the app finds them by their old cookies")
+                          "(SESSIONKIT_SECRET_KEY, or typed at a terminal): the keys they get "
+                          "here are derived from it, so that the app finds them by their old "
+                          "cookies")
     return peers.for_copy(url, keys)
 
 
@@ -224,7 +240,9 @@ def _progress(report: tools.CopyReport) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    source, target = _open_source(args.source, args.secret_key), _open(args.target)
+    if args.secret_key is not None:
+        return _fail("migrate", KEY_REFUSED, USAGE_ERROR)
+    source, target = _open_source(args.source), _open(args.target)
     started = time.monotonic()
     try:
         report = tools.copy(source, target, batch=args.batch, dry_run=args.dry_run,
@@ -241,11 +259,23 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    store = _open_source(args.url, args.secret_key)
+    if args.secret_key is not None:
+        return _fail("export", KEY_REFUSED, USAGE_ERROR)
     try:
-        report = tools.export(store, sys.stdout)
+        out = _private_output(args.output)
+    except OSError as exc:
+        return _fail("export", f"{args.output}: {exc.strerror}", USAGE_ERROR)
+    except ValueError as exc:
+        return _fail("export", str(exc), USAGE_ERROR)
+    try:
+        store = _open_source(args.url)
+        try:
+            report = tools.export(store, out)
+        finally:
+            store.close()
     finally:
-        store.close()
+        if out is not sys.stdout:
+            out.close()
     print(f"exported {report.copied} sessions from {store.name} "
           f"(skipped {report.skipped_expired} expired)", file=sys.stderr)
     return 0
@@ -280,11 +310,49 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _private_output(path: str | None) -> TextIO:
+    """Where an export goes, readable by its owner only: a dump holds session data. A new
+    file at ``path`` (never an existing one, never through a link), or stdout, made private
+    when it is a file (``> dump.jsonl`` creates it with the shell's umask)."""
+    if path is None:
+        try:
+            fd = sys.stdout.fileno()
+        except (OSError, ValueError):  # not a file descriptor at all (an in-memory stream)
+            return sys.stdout
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) & 0o077:
+            try:
+                os.fchmod(fd, stat.S_IMODE(info.st_mode) & 0o700)
+            except OSError:
+                raise ValueError("the file stdout goes to is readable by others and cannot "
+                                 "be made private; use --output FILE") from None
+        return sys.stdout
+    if os.path.lexists(path):
+        raise ValueError(f"{path} exists; remove it or choose another --output")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    return os.fdopen(fd, "w", encoding="utf-8")
+
+
+def _secret_key() -> str | None:
+    """The app's secret key, from the environment or typed at the terminal (not echoed)."""
+    secret = os.environ.get("SESSIONKIT_SECRET_KEY")
+    if secret:
+        return secret
+    if not sys.stdin.isatty():
+        return None
+    try:
+        return getpass.getpass("secret key (input hidden): ")
+    except (EOFError, KeyboardInterrupt):
+        return None
+
+
 def _inspect(args: argparse.Namespace) -> int:
-    keys = _secret_keys(args.secret_key)
+    if args.secret_key is not None:
+        return _fail("inspect", KEY_REFUSED, USAGE_ERROR)
+    keys = _secret_keys()
     if not keys:
-        return _fail("inspect", "needs the app's secret key: --secret-key or "
-                     "SESSIONKIT_SECRET_KEY", USAGE_ERROR)
+        return _fail("inspect", "needs the app's secret key: set SESSIONKIT_SECRET_KEY, or "
+                     "run it at a terminal to be asked", USAGE_ERROR)
     store = _open(args.url)
     try:
         key, record = tools.find(store, args.session, keys)

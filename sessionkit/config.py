@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal, TypeAlias
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .redact import redact_url
 from .stores.base import Store
 
 Duration: TypeAlias = float | int | timedelta | str
@@ -33,6 +34,9 @@ _TRUE = {"1", "true", "yes", "on"}
 #: Framework cookies whose sessions ``migrate_from`` can import.
 IMPORTABLE_COOKIES = ("flask-cookie", "starlette-cookie")
 _FALSE = {"0", "false", "no", "off"}
+#: Settings that hold store URLs: shown redacted (``sessionkit.redact``) by ``repr``.
+URL_SETTINGS = frozenset({"store", "revocation_store", "fallback_store", "drain_to",
+                          "migrate_from"})
 
 
 def parse_duration(value: object, name: str) -> float:
@@ -69,19 +73,6 @@ def parse_bool(value: object, name: str) -> bool:
         if lowered in _FALSE:
             return False
     raise ConfigError(f"{name} must be true or false (got {value!r})")
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***``: safe for logs and status pages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -147,6 +138,18 @@ class SessionConfig:
     clock: Callable[[], float] | None = dataclasses.field(
         default=None, repr=False, compare=False
     )
+
+    def __repr__(self) -> str:
+        """Every shown setting, store URLs with their secrets replaced by ``***``: a config
+        printed to a log or a traceback gives no password away."""
+        shown = []
+        for field in dataclasses.fields(self):
+            if field.repr:
+                value = getattr(self, field.name)
+                if field.name in URL_SETTINGS and isinstance(value, str):
+                    value = redact_url(value)
+                shown.append(f"{field.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__

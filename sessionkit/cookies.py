@@ -24,14 +24,17 @@ _EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
 
 
 def cookie_values(header: str | None, name: str) -> list[str]:
-    """All values of cookie ``name`` in a ``Cookie`` header (several headers joined by ``;``)."""
+    """All values of cookie ``name`` in a ``Cookie`` header (several headers joined by ``;``),
+    in order."""
     if not header or name not in header:
         return []
     found: list[str] = []
     prefix = name + "="
-    # Pieces end at ";" (and at "," in the old RFC 2109 form); str methods, not a regex:
-    # a JWT cookie makes the header kilobytes long and a regex split costs 10 µs there.
-    for piece in header.replace(",", ";").split(";"):
+    # Pieces end at ";" and nowhere else (RFC 6265 5.4; a "," is part of a value, as Starlette
+    # and Werkzeug read it): splitting on "," too would let ``q=x,session=<attacker>`` in one
+    # cookie's value shadow the real session cookie. str methods, not a regex: a JWT cookie
+    # makes the header kilobytes long and a regex split costs 10 µs there.
+    for piece in header.split(";"):
         piece = piece.strip()
         if piece.startswith(prefix):
             value = piece[len(prefix):].strip()

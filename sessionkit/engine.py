@@ -20,7 +20,7 @@ from collections.abc import Generator, Sequence
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 from . import events, migrate, peers
-from .affinity import debug_header, resolve_instance_id
+from .affinity import debug_header, instance_id_for, routed_mode
 from .backend import Found, Miss
 from .config import SessionConfig
 from .cookies import CookieSettings, CookieStyle, CookieWriter, cookie_values
@@ -85,7 +85,10 @@ class SessionEngine:
             kwargs["store"] = store
         self.config = cfg = SessionConfig.coerce(config, kwargs)
         instance = cfg.store if isinstance(cfg.store, Store) else None
-        self.instance_id = resolve_instance_id(cfg.instance_id)
+        # The route hint names this instance where a balancer routes on it; elsewhere it is
+        # an opaque id that discloses no host name.
+        self.instance_id = instance_id_for(cfg.instance_id, routes=routed_mode(cfg, instance),
+                                           secret_keys=cfg.secret_keys)
         self.backend = backend = build_backend(cfg, instance, self.instance_id)
         #: The store behind the sessions: ``store.delete_user_sessions(user_id)`` and friends.
         self.store: Store = backend.public_store

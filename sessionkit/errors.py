@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+
+from .redact import redact_url, scrub
 
 
 class SessionKitError(Exception):
@@ -21,13 +23,17 @@ class StoreUnavailable(SessionKitError):
     """
 
     def __init__(
-        self, store: str, cause: BaseException | None = None, retry_after: int | None = None
+        self, store: str, cause: BaseException | None = None, retry_after: int | None = None,
+        *, hide: Iterable[str] = (),
     ):
-        self.store = store
+        #: The store's URL or name, its secrets redacted.
+        self.store = redact_url(store)
         #: Seconds for ``Retry-After``; None leaves it to the ``retry_after`` setting.
         self.retry_after = retry_after
         detail = f": {type(cause).__name__}: {cause}" if cause is not None else ""
-        super().__init__(f"session store {store} is unavailable{detail}")
+        # The message goes to logs and terminals: any URL the driver's error quotes is redacted,
+        # and the store's own secrets (``hide``) are removed wherever they appear.
+        super().__init__(scrub(f"session store {self.store} is unavailable{detail}", hide))
 
 
 class SessionTooLarge(SessionKitError):

@@ -16,12 +16,17 @@ JSON snapshot. The snapshot holds counters only, never a session id or session d
     app.wsgi_app = DispatcherMiddleware(app.wsgi_app,
                                         {"/_sessionkit": wsgi_app(engine, enabled=True)})
 
-With a ``token`` (at least 16 characters) the page and the snapshot want it as
-``Authorization: Bearer <token>`` or ``?token=<token>`` (open ``/_sessionkit/?token=...``).
+With a ``token`` (at least 16 characters) the snapshot wants it as
+``Authorization: Bearer <token>``; in a browser open ``/_sessionkit/#token=<token>`` (the
+fragment is never sent: the page keeps the token for the tab and drops it from the address
+bar). Without a token it logs a warning and answers only requests for ``localhost`` or an IP
+address (DNS rebinding); ``allowed_hosts`` lists the host names to answer instead. Every
+response forbids framing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from .app import AsgiMount, Control, Dashboard, Request
@@ -31,17 +36,20 @@ __all__ = ["AsgiMount", "Control", "Dashboard", "Request", "asgi_app", "cluster_
            "instance_snapshot", "wsgi_app"]
 
 
-def dashboard(engine: Any, *, enabled: bool = False, token: str | None = None) -> Dashboard:
+def dashboard(engine: Any, *, enabled: bool = False, token: str | None = None,
+              allowed_hosts: Iterable[str] | None = None) -> Dashboard:
     """The dashboard of one engine (a ``SessionEngine``)."""
     return Dashboard(lambda: cluster_snapshot([instance_snapshot(engine)]),
-                     enabled=enabled, token=token)
+                     enabled=enabled, token=token, allowed_hosts=allowed_hosts)
 
 
-def asgi_app(engine: Any, *, enabled: bool = False, token: str | None = None) -> Any:
+def asgi_app(engine: Any, *, enabled: bool = False, token: str | None = None,
+             allowed_hosts: Iterable[str] | None = None) -> Any:
     """An ASGI app serving the dashboard of ``engine``; 404 everywhere unless ``enabled``."""
-    return dashboard(engine, enabled=enabled, token=token).asgi
+    return dashboard(engine, enabled=enabled, token=token, allowed_hosts=allowed_hosts).asgi
 
 
-def wsgi_app(engine: Any, *, enabled: bool = False, token: str | None = None) -> Any:
+def wsgi_app(engine: Any, *, enabled: bool = False, token: str | None = None,
+             allowed_hosts: Iterable[str] | None = None) -> Any:
     """A WSGI app serving the dashboard of ``engine``; 404 everywhere unless ``enabled``."""
-    return dashboard(engine, enabled=enabled, token=token).wsgi
+    return dashboard(engine, enabled=enabled, token=token, allowed_hosts=allowed_hosts).wsgi

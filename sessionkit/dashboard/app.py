@@ -1,23 +1,36 @@
 """The dashboard's HTTP side: one framework-free handler, and thin ASGI and WSGI glue.
 
 Routes, relative to where the app is mounted: ``GET /`` the page, ``GET /snapshot.json`` the
-counters, ``POST /stop/<instance>`` (only with a ``control``: the cluster demo). Disabled, every
-route answers 404 as if nothing were mounted. With a token, every route wants it as
-``Authorization: Bearer <token>`` or ``?token=<token>``.
+counters, ``POST /stop/<instance>`` (only with a ``control``, which needs a token: the cluster
+demo). Disabled, every route answers 404 as if nothing were mounted.
+
+- With a token, the counters and the controls want ``Authorization: Bearer <token>``, never a
+  ``?token=`` (URLs land in access logs, proxies and browser history). The page itself is
+  static, holds no data and is served to anyone: opened as ``.../#token=<token>`` (a fragment
+  is never sent), its script keeps the token for the tab and drops it from the address bar.
+- Without a token it warns at startup. Without a token, and whenever it has controls, it
+  answers only requests addressed to ``localhost`` or an IP address: a DNS-rebinding page,
+  whose ``Host`` is its own name, gets 403. ``allowed_hosts`` lists the host names to answer
+  instead (with or without a token).
+- Every response forbids framing (``X-Frame-Options: DENY``, ``frame-ancestors 'none'``).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
 from .page import PAGE
+
+logger = logging.getLogger("sessionkit")
 
 Snapshot = Callable[[], dict[str, Any]]
 #: Stops the named instance; returns what to answer (JSON) or raises ``LookupError``.
@@ -28,7 +41,21 @@ _STOP_RE = re.compile(r"^/stop/([A-Za-z0-9._-]{1,64})$")
 #: Sent by the page with every control request: a cross-site form cannot set it, and a
 #: cross-site fetch that does needs a CORS preflight nobody answers.
 CONTROL_HEADER = "x-sessionkit-dashboard"
-_NO_STORE = [("cache-control", "no-store"), ("x-content-type-options", "nosniff")]
+_SAFE = [("cache-control", "no-store"), ("x-content-type-options", "nosniff"),
+         ("x-frame-options", "DENY"), ("referrer-policy", "no-referrer")]
+
+
+def _inline_hash(tag: str) -> str:
+    """The CSP source of the page's one inline ``<tag>``: only that exact code runs."""
+    body = PAGE.split(f"<{tag}>", 1)[1].split(f"</{tag}>", 1)[0]
+    digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+    return f"'sha256-{digest}'"
+
+
+_PAGE_POLICY = (f"default-src 'self'; script-src {_inline_hash('script')}; "
+                f"style-src {_inline_hash('style')}; frame-ancestors 'none'; base-uri 'none'; "
+                f"form-action 'none'")
+_DATA_POLICY = "default-src 'none'; frame-ancestors 'none'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +69,8 @@ class Request:
 
 def _json(status: int, payload: dict[str, Any]) -> Reply:
     body = json.dumps(payload, separators=(",", ":")).encode()
-    return status, [("content-type", "application/json"), *_NO_STORE], body
+    return status, [("content-type", "application/json"), *_SAFE,
+                    ("content-security-policy", _DATA_POLICY)], body
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -52,44 +80,91 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
+def _host_name(header: str) -> str:
+    """The host of a ``Host`` header, lower case, without port or trailing dot."""
+    value = header.strip().lower()
+    if value.startswith("["):  # [::1]:8080
+        end = value.find("]")
+        return value[1:end] if end > 0 else value
+    name, colon, port = value.rpartition(":")
+    if colon and port.isdigit() and ":" not in name:
+        value = name
+    return value.rstrip(".")
+
+
+def _local_or_address(name: str) -> bool:
+    """A name no DNS-rebinding page can have: ``localhost`` (and ``*.localhost``, which
+    browsers resolve themselves) or an IP address (an attacker's page has a domain name)."""
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 class Dashboard:
     """The dashboard over a ``snapshot`` function. Use ``asgi_app``/``wsgi_app`` to build one
     for an engine; this class is for custom sources such as an aggregator of instances."""
 
     def __init__(self, snapshot: Snapshot, *, enabled: bool = False, token: str | None = None,
-                 control: Control | None = None) -> None:
+                 control: Control | None = None,
+                 allowed_hosts: Iterable[str] | None = None) -> None:
         if token is not None and len(token) < 16:
             raise ValueError("the dashboard token must be at least 16 characters")
+        if control is not None and token is None:
+            raise ValueError("a dashboard that can stop instances needs a token "
+                             "(at least 16 characters)")
         self.snapshot = snapshot
         self.enabled = enabled
         self.control = control
         self._token = token.encode() if token is not None else None
+        self._hosts = (frozenset(_host_name(h) for h in allowed_hosts)
+                       if allowed_hosts is not None else None)
+        if enabled and token is None:
+            logger.warning(
+                "sessionkit: the dashboard is enabled without a token: whoever can reach it "
+                "reads its counters. It answers only requests for localhost or an IP address%s; "
+                "set token=<at least 16 random characters> (and open it as .../#token=<token>)",
+                "" if self._hosts is None else " or " + ", ".join(sorted(self._hosts)),
+            )
 
     def authorized(self, request: Request) -> bool:
+        """Whether the request carries the token (``Authorization: Bearer``; never a query
+        parameter), or no token is configured."""
         if self._token is None:
             return True
-        offered = ""
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer":
-            offered = value.strip()
-        else:
-            offered = parse_qs(request.query).get("token", [""])[0]
+        offered = value.strip() if scheme.lower() == "bearer" else ""
         return hmac.compare_digest(offered.encode(), self._token)
+
+    def host_allowed(self, request: Request) -> bool:
+        """Whether the request is addressed to a host this dashboard answers for."""
+        header = request.headers.get("host", "")
+        if not header.strip():
+            return True  # no Host: not a browser (every browser sends it)
+        name = _host_name(header)
+        if self._hosts is not None:
+            return name in self._hosts
+        if self._token is not None and self.control is None:
+            return True  # the token proves who asks; a rebinding page cannot have it
+        return _local_or_address(name)
 
     def handle(self, request: Request) -> Reply:
         if not self.enabled:
             return 404, [("content-type", "text/plain; charset=utf-8")], b"Not Found"
+        if not self.host_allowed(request):
+            return _json(403, {"error": "this dashboard does not answer for that host name"})
+        path = request.path or "/"
+        if path == "/":  # static: holds no data, and its script brings the token
+            if request.method not in ("GET", "HEAD"):
+                return _json(405, {"error": "GET only"})
+            return 200, [("content-type", "text/html; charset=utf-8"), *_SAFE,
+                         ("content-security-policy", _PAGE_POLICY)], PAGE.encode()
         if not self.authorized(request):
             status, headers, body = _json(401, {"error": "a valid dashboard token is needed"})
             return status, [*headers, ("www-authenticate", "Bearer")], body
-        path = request.path or "/"
-        if path == "/":
-            if request.method not in ("GET", "HEAD"):
-                return _json(405, {"error": "GET only"})
-            return 200, [("content-type", "text/html; charset=utf-8"), *_NO_STORE,
-                         ("content-security-policy", "default-src 'self'; "
-                          "script-src 'unsafe-inline'; style-src 'unsafe-inline'"),
-                         ], PAGE.encode()
         if path == "/snapshot.json":
             if request.method not in ("GET", "HEAD"):
                 return _json(405, {"error": "GET only"})

@@ -1,5 +1,10 @@
 """The dashboard page: one HTML document with inline CSS and JS (no build step, no CDN, works
-offline) that polls ``snapshot.json`` next to it once a second and draws it."""
+offline) that polls ``snapshot.json`` next to it once a second and draws it, every value with
+``textContent`` (never markup).
+
+The token comes in the URL's fragment (``.../#token=<token>``), which browsers never send: the
+script keeps it in ``sessionStorage`` (this tab only), sends it as ``Authorization: Bearer``
+and drops it from the address bar and the history."""
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -43,7 +48,13 @@ Latency and cookie sizes are bucket upper bounds. Updated <span id="updated">nev
 <script>
 "use strict";
 const base = location.pathname.endsWith("/") ? location.pathname : location.pathname + "/";
-const token = new URLSearchParams(location.search).get("token");
+const stored = "sessionkit-dashboard-token " + base;
+const given = new URLSearchParams(location.hash.slice(1)).get("token");
+if (given) {
+  sessionStorage.setItem(stored, given);
+  history.replaceState(null, "", location.pathname);  // out of the address bar and history
+}
+const token = sessionStorage.getItem(stored);
 const auth = token ? {"Authorization": "Bearer " + token} : {};
 const LOOKUPS = ["hit", "new", "not_found", "affinity_miss"];
 
@@ -115,6 +126,8 @@ function draw(data) {
 async function refresh() {
   try {
     const response = await fetch(base + "snapshot.json", {headers: auth, cache: "no-store"});
+    if (response.status === 401) throw new Error("this dashboard wants its token: open it as "
+                                                 + base + "#token=<token>");
     if (!response.ok) throw new Error("snapshot.json answered " + response.status);
     draw(await response.json());
     document.getElementById("error").textContent = "";

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
 
-from ..config import redact_url
 from ..errors import ConfigError
+from ..redact import redact_url
 from . import urls
 from .base import PeerSource
 from .msgpack_reader import MsgpackRefused, read_msgpack

@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-from ..config import redact_url
 from ..errors import ConfigError
+from ..redact import redact_url
 from . import urls
 from .base import PeerSource
 from .records import RecordFormat, json_object

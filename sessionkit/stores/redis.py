@@ -40,8 +40,8 @@ import redis.connection
 import redis.exceptions
 import redis.sentinel
 
-from ..config import redact_url
 from ..errors import ConfigError, StoreUnavailable
+from ..redact import redact_url
 from ..sansio import run_async, run_sync
 from .base import (
     Capabilities,

@@ -88,8 +88,9 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from ..config import parse_bool, redact_url
+from ..config import parse_bool
 from ..errors import ConfigError, StoreUnavailable
+from ..redact import redact_url, url_secrets
 from ..sansio import run_async, run_sync
 from .base import (
     Capabilities,
@@ -400,7 +401,8 @@ class SQLStore(CommandStore[Step]):
         #: Updates that found the row changed since it was loaded and merged again.
         self.update_retries = 0
         self._dialect = _dialect_name(self.sync_url, self.name)
-        self._password = parsed.password
+        #: Secrets of the URL (password, ``?password=``...): never in an error message.
+        self._secrets = url_secrets(url)
         self._in_memory = self._dialect == "sqlite" and self.sync_url.database in (
             None, "", ":memory:"
         )
@@ -556,10 +558,7 @@ class SQLStore(CommandStore[Step]):
     def _unavailable(self, exc: Exception) -> StoreUnavailable:
         """The error to raise, naming the store but never its password."""
         cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
-        error = StoreUnavailable(self.name, cause)
-        if self._password and self._password in str(error):
-            error.args = (str(error).replace(self._password, "***"),)
-        return error
+        return StoreUnavailable(self.name, cause, hide=self._secrets)
 
     # --- engines ------------------------------------------------------------------------------
     def _sync_engine(self) -> sa.Engine:

@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 
 from examples.cluster import Cluster, spare_ports
-from examples.demo_cluster import Aggregator, serve
-from sessionkit.dashboard import Dashboard
+from examples.demo_cluster import Aggregator, control_panel, dashboard_link, serve
 from tests.e2e.lb import require_binary
 from tests.stores import REDIS_ENV, flush_redis
 from tests.support import service_url
@@ -58,7 +57,7 @@ MODES = {
 def demo(store: str, directory: Path, env: tuple[tuple[str, str], ...] = (),
          ) -> Iterator[tuple[Cluster, str]]:
     """What ``demo_cluster`` runs: the FastAPI shop x3 behind HAProxy, and the aggregating
-    dashboard with its stop buttons."""
+    dashboard with its stop buttons; yields the cluster and the link the demo prints."""
     require_binary("haproxy")
     token = secrets.token_urlsafe(24)
     started = Cluster("haproxy", "fastapi", directory, env={
@@ -67,9 +66,8 @@ def demo(store: str, directory: Path, env: tuple[tuple[str, str], ...] = (),
     try:
         started.start()
         aggregator = Aggregator(started, token)
-        panel = Dashboard(aggregator.snapshot, enabled=True, control=aggregator.stop)
-        with serve(panel.wsgi, spare_ports(1)[0]) as dashboard_url:
-            yield started, dashboard_url
+        with serve(control_panel(aggregator, token).wsgi, spare_ports(1)[0]) as dashboard_url:
+            yield started, dashboard_link(dashboard_url, token)
     finally:
         started.close()
 
@@ -122,6 +120,7 @@ def test_cart_through_an_instance_failure(mode: str, browser: Any, artifacts: Pa
             panel = context.new_page()
             panel.goto(dashboard_url)
             ready(panel)
+            assert "token" not in panel.url  # dropped from the address bar once read
             row = panel.locator(f'tr[data-instance="{served}"]')
             expect(row.locator('[data-field="state"]')).to_have_text("up")
             panel.click(f'button[data-stop="{served}"]')

@@ -90,7 +90,9 @@ def test_demo_serves_the_cluster_and_ctrl_c_stops_everything(framework: str, mod
         assert ready.wait(START_SECONDS) and demo.poll() is None, "".join(lines)
         out = "".join(lines)
         assert f"shop       http://127.0.0.1:{port}/" in out
-        assert f"dashboard  http://127.0.0.1:{dashboard_port}/" in out
+        link = re.search(rf"dashboard  http://127\.0\.0\.1:{dashboard_port}/#token=(\S+)", out)
+        assert link, out  # the token in the fragment: the browser never sends it
+        auth = {"Authorization": f"Bearer {link.group(1)}"}
         instance_ports = [int(p) for p in re.findall(r"[abc]=http://127\.0\.0\.1:(\d+)", out)]
         assert len(instance_ports) == 3
         store = re.search(r"instances \(a, b, c\) on (\S+) behind HAProxy", out)
@@ -104,6 +106,8 @@ def test_demo_serves_the_cluster_and_ctrl_c_stops_everything(framework: str, mod
             served = shop.get("/whoami").json()["instance"]
         with httpx2.Client(base_url=f"http://127.0.0.1:{dashboard_port}", timeout=10) as panel:
             assert "sessionkit dashboard" in panel.get("/").text
+            assert panel.get("/snapshot.json").status_code == 401  # the stop buttons are ours
+            panel.headers.update(auth)
             snapshot = panel.get("/snapshot.json").json()
             assert [i["instance"] for i in snapshot["instances"]] == ["a", "b", "c"]
             assert all(i["up"] for i in snapshot["instances"]) and snapshot["can_stop"]

@@ -224,15 +224,17 @@ def test_several_worker_processes_of_one_instance_are_detected(tmp_path: Path) -
         engine.lifecycle.request_started()  # what the adapters do for every request
         engine.load(None)
         print("claimed", flush=True)
-        time.sleep(float(sys.argv[1]))
+        time.sleep(float(os.environ["SLEEP"]))
     """)
-    first = subprocess.Popen([sys.executable, "-c", script, "5"], stdout=subprocess.PIPE,
-                             text=True, cwd=ROOT)
+    # Workers of one server: one parent, the same program and directory (the sleep goes in
+    # the environment, so that the command lines are the same).
+    first = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                             text=True, cwd=ROOT, env={**os.environ, "SLEEP": "5"})
     try:
         assert first.stdout is not None
         assert first.stdout.readline().strip() == "claimed"
-        second = subprocess.run([sys.executable, "-c", script, "0"], capture_output=True,
-                                text=True, timeout=60, cwd=ROOT, check=True)
+        second = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                timeout=60, cwd=ROOT, check=True, env={**os.environ, "SLEEP": "0"})
     finally:
         first.kill()
         first.wait(timeout=10)
@@ -240,8 +242,8 @@ def test_several_worker_processes_of_one_instance_are_detected(tmp_path: Path) -
         first.stdout.close()
     assert "more than one worker process" in second.stdout
     assert str(first.pid) in second.stdout
-    alone = subprocess.run([sys.executable, "-c", script, "0"], capture_output=True, text=True,
-                           timeout=60, cwd=ROOT, check=True)
+    alone = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           timeout=60, cwd=ROOT, check=True, env={**os.environ, "SLEEP": "0"})
     assert "more than one worker process" not in alone.stdout
 
 

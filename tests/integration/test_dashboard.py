@@ -1,6 +1,7 @@
 """The live dashboard (``sessionkit.dashboard``) mounted in both example shops: off unless
 enabled, counters that follow what the shop's clients did, a token when configured, and never
-a session id or session data in what it serves."""
+a session id or session data in what it serves. (Tokens out of URLs, host names, framing and
+the control routes' token: ``tests/security/test_dashboard_exposure.py``.)"""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ PATH = "/_sessionkit"
 
 
 def shop(framework: str, monkeypatch: pytest.MonkeyPatch, *, enabled: bool = True,
-         token: str | None = None, instance: str = "a") -> ShopClient:
+         token: str | None = TOKEN, instance: str = "a") -> ShopClient:
     monkeypatch.setenv("SHOP_DASHBOARD", "1" if enabled else "0")
     if token:
         monkeypatch.setenv("SHOP_DASHBOARD_TOKEN", token)
@@ -32,7 +33,8 @@ def shop(framework: str, monkeypatch: pytest.MonkeyPatch, *, enabled: bool = Tru
 
 
 def snapshot(client: ShopClient, **headers: str) -> dict[str, Any]:
-    reply = client.raw("GET", f"{PATH}/snapshot.json", **headers)
+    reply = client.raw("GET", f"{PATH}/snapshot.json", authorization=f"Bearer {TOKEN}",
+                       **headers)
     assert reply.status == 200, reply.body
     assert reply.header("content-type") == "application/json"
     data: dict[str, Any] = reply.json
@@ -83,9 +85,12 @@ def test_polling_the_dashboard_loads_no_session(framework: str,
     client = shop(framework, monkeypatch)
     client.call("POST", "/cart/apple")
     first = snapshot(client)["lookups"]
+    cookie = f"session={client.cookie}"
     for _ in range(3):  # with the shop's cookie, as a browser polling the page sends it
-        client.call("GET", f"{PATH}/snapshot.json")
-        client.call("GET", f"{PATH}/")
+        polled = client.raw("GET", f"{PATH}/snapshot.json", cookie=cookie,
+                            authorization=f"Bearer {TOKEN}")
+        assert polled.status == 200
+        assert client.raw("GET", f"{PATH}/", cookie=cookie).status == 200
     assert snapshot(client)["lookups"] == first
 
 
@@ -96,7 +101,8 @@ def test_snapshot_never_holds_a_session_id_or_data(framework: str,
     client.call("POST", "/login", {"user": "zelda-secret-user"})
     client.call("POST", "/cart/pomegranate-secret")
     assert client.cookie
-    body = client.raw("GET", f"{PATH}/snapshot.json").body.decode()
+    body = client.raw("GET", f"{PATH}/snapshot.json",
+                      authorization=f"Bearer {TOKEN}").body.decode()
     session_id = client.cookie.rpartition(".")[0]
     for secret in (session_id, session_id[:16], "zelda-secret-user", "pomegranate-secret"):
         assert secret not in body
@@ -104,17 +110,19 @@ def test_snapshot_never_holds_a_session_id_or_data(framework: str,
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_token_by_bearer_header_or_query(framework: str, monkeypatch: pytest.MonkeyPatch,
-                                         ) -> None:
+def test_token_by_bearer_header(framework: str, monkeypatch: pytest.MonkeyPatch) -> None:
     client = shop(framework, monkeypatch, token=TOKEN)
-    for path in ("/", "/snapshot.json"):
-        denied = client.raw("GET", PATH + path)
-        assert denied.status == 401 and denied.header("www-authenticate") == "Bearer"
-        assert TOKEN not in denied.body.decode()
-        assert client.raw("GET", PATH + path, authorization="Bearer wrong").status == 401
-        assert client.raw("GET", f"{PATH}{path}?token={TOKEN}x").status == 401
-        assert client.raw("GET", PATH + path, authorization=f"Bearer {TOKEN}").status == 200
-        assert client.raw("GET", f"{PATH}{path}?token={TOKEN}").status == 200
+    path = f"{PATH}/snapshot.json"
+    denied = client.raw("GET", path)
+    assert denied.status == 401 and denied.header("www-authenticate") == "Bearer"
+    assert TOKEN not in denied.body.decode()
+    assert client.raw("GET", path, authorization="Bearer wrong").status == 401
+    assert client.raw("GET", path, authorization=f"Bearer {TOKEN}x").status == 401
+    assert client.raw("GET", f"{path}?token={TOKEN}").status == 401  # never in a URL
+    assert client.raw("GET", path, authorization=f"Bearer {TOKEN}").status == 200
+    # The page is static (its counters come from snapshot.json): served without the token.
+    page = client.raw("GET", f"{PATH}/")
+    assert page.status == 200 and b"live_sessions" in page.body and TOKEN not in page.body.decode()
 
 
 def test_a_short_token_is_refused() -> None:
@@ -132,9 +140,11 @@ def test_page_is_self_contained(framework: str, monkeypatch: pytest.MonkeyPatch)
         assert "snapshot.json" in page
         assert not re.search(r"<(script|link)[^>]+(src|href)=", page), "loads nothing"
         assert "http://" not in page and "https://" not in page
-    assert client.raw("GET", f"{PATH}/nothing").status == 404
-    assert client.raw("POST", f"{PATH}/snapshot.json").status == 405
-    assert client.raw("POST", f"{PATH}/stop/a").status == 404  # no control outside the demo
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    assert client.raw("GET", f"{PATH}/nothing", **auth).status == 404
+    assert client.raw("POST", f"{PATH}/snapshot.json", **auth).status == 405
+    assert client.raw("POST", f"{PATH}/stop/a", **auth).status == 404  # no control but the demo's
+    assert client.raw("GET", f"{PATH}/nothing").status == 401  # no route shown without the token
 
 
 def test_near_cache_hit_rate_when_the_engine_has_one(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -156,13 +166,14 @@ def control_dashboard(stopped: list[str]) -> Dashboard:
         stopped.append(instance)
         return {"stopped": instance}
 
-    return Dashboard(lambda: cluster_snapshot([], can_stop=True), enabled=True, control=stop)
+    return Dashboard(lambda: cluster_snapshot([], can_stop=True), enabled=True, control=stop,
+                     token=TOKEN)
 
 
 def test_stop_only_from_loopback_with_the_pages_header() -> None:
     stopped: list[str] = []
     wsgi = Client(control_dashboard(stopped).wsgi)
-    header = {"X-Sessionkit-Dashboard": "1"}
+    header = {"X-Sessionkit-Dashboard": "1", "Authorization": f"Bearer {TOKEN}"}
     here = {"REMOTE_ADDR": "127.0.0.1"}
 
     def post(path: str, headers: dict[str, str], environ: dict[str, str]) -> Any:
@@ -170,7 +181,8 @@ def test_stop_only_from_loopback_with_the_pages_header() -> None:
 
     refused = post("/stop/a", header, {"REMOTE_ADDR": "192.0.2.7"})
     assert refused.status_code == 403 and "this machine" in refused.json["error"]
-    refused = post("/stop/a", {}, here)  # a cross-site form cannot set the header
+    refused = post("/stop/a", {"Authorization": f"Bearer {TOKEN}"}, here)  # a cross-site
+    # form cannot set the header
     assert refused.status_code == 403 and "x-sessionkit-dashboard" in refused.json["error"]
     assert wsgi.get("/stop/a", headers=header, environ_overrides=here).status_code == 405
     assert post("/stop/zz", header, here).status_code == 404
@@ -180,10 +192,12 @@ def test_stop_only_from_loopback_with_the_pages_header() -> None:
     assert stopped == ["a"]
 
     asgi = control_dashboard(stopped).asgi
-    assert TestClient(asgi).post("/stop/b", headers=header).status_code == 403  # "testclient"
-    local = TestClient(asgi, client=("127.0.0.1", 5000))
+    remote = TestClient(asgi, base_url="http://127.0.0.1")  # the client is "testclient"
+    assert remote.post("/stop/b", headers=header).status_code == 403
+    local = TestClient(asgi, client=("127.0.0.1", 5000), base_url="http://127.0.0.1")
     assert local.post("/stop/b", headers=header).json() == {"stopped": "b"}
-    assert json.loads(local.get("/snapshot.json").content)["can_stop"] is True
+    snapshot = local.get("/snapshot.json", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert json.loads(snapshot.content)["can_stop"] is True
     assert stopped == ["a", "b"]
 
 

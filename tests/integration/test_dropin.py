@@ -237,10 +237,10 @@ def test_flask_cookie_settings_are_honoured_and_sessionkits_win() -> None:
 
 
 def test_a_flask_setting_that_cannot_be_honoured_fails_at_startup() -> None:
-    with pytest.raises(ConfigError, match="cannot be honoured.*SameSite=None"):
+    with pytest.raises(ConfigError, match=r"cannot be honoured.*SameSite=None"):
         client("flask", flask_config={"SESSION_COOKIE_SAMESITE": "None",
                                       "SESSION_COOKIE_SECURE": False})
-    with pytest.raises(ConfigError, match="cannot be honoured.*__Host-"):
+    with pytest.raises(ConfigError, match=r"cannot be honoured.*__Host-"):
         client("flask", flask_config={"SESSION_COOKIE_NAME": "__Host-s",
                                       "SESSION_COOKIE_PATH": "/shop"})
 

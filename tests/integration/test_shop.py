@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sessionkit import SessionConfig
-from sessionkit.config import redact_url
+from sessionkit.redact import redact_url
 from tests.stores import ALL_STORES, StoreCase, iter_params, store_case
 from tests.support import (
     FRAMEWORKS,

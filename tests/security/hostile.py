@@ -144,6 +144,8 @@ def big_headers(genuine: list[str]) -> list[str]:
         "; ".join(f"c{i}=v{i}" for i in range(1000)) + "; session=" + token,
         "; ".join(["session=" + "B" * 64 + ".a"] * 1000),
         f"session=garbage; session={token}",
+        f"q=x,session={token}; session=garbage",  # a comma inside a value starts no cookie
+        ",".join(f"session={token}" for _ in range(1000)),
         f"session={token}; session={token}",
         ";" * 65536,
         "session=" + "\x00" * 4096,
@@ -168,3 +170,73 @@ def raw_header_lists(genuine: list[str]) -> st.SearchStrategy[list[tuple[bytes, 
     value = st.one_of(st.binary(max_size=200), as_bytes)
     name = st.sampled_from([b"cookie", b"cookie", b"cookie", b"Cookie", b"host", b""])
     return st.lists(st.tuples(name, value), max_size=3)
+
+
+# --- store URLs with secrets --------------------------------------------------------------------
+#: Parameter names that hold secrets, as drivers spell them (and as someone might).
+SECRET_PARAMS = ["password", "sentinel_password", "sslpassword", "token", "api_key", "apikey",
+                 "secret", "client_secret", "auth_token", "Password", "PASSWORD", "pass%77ord",
+                 "access_key", "pwd", "credentials"]
+PLAIN_PARAMS = ["key_prefix", "table", "socket_timeout", "db", "ssl", "create_table",
+                "connect_timeout", "max_sessions", "sslmode", "charset"]
+URL_SCHEMES = ["redis", "rediss", "redis+sentinel", "redis+cluster", "unix", "postgresql",
+               "postgresql+psycopg", "mysql+pymysql", "mariadb", "sqlite", "memory", "jwt"]
+_ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+#: What a password may hold when written without percent-encoding: anything printable but
+#: "@" in the userinfo, anything printable but "&" and "#" in a query value (those two cut a
+#: value for every parser; whitespace and quotes end a URL quoted in some text).
+_RAW_USERINFO = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in "@\"'`<>")
+_RAW_QUERY = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in "&#\"'`<>")
+
+
+def store_url(blob: bytes) -> tuple[str, list[str], list[str]]:
+    """``(url, secrets, shown)`` from bytes (one draw, as ``render``): a store URL holding
+    secrets (a userinfo password and/or secret-looking parameters, percent-encoded or raw) and
+    the parts that must stay readable (the host, the plain parameters' values)."""
+    from urllib.parse import quote
+
+    data = iter(blob)
+
+    def byte() -> int:
+        return next(data, 0)
+
+    def pick(options: list[str] | str) -> str:
+        return options[byte() % len(options)]
+
+    def text(alphabet: str, low: int, high: int) -> str:
+        return "".join(pick(alphabet) for _ in range(low + byte() % (high - low + 1)))
+
+    def secret(raw_alphabet: str) -> tuple[str, str]:
+        """(the secret, as written in the URL). Unencoded, it never starts with a digit:
+        ``:123?x=y@`` reads as a port and a query for every parser."""
+        core = "Zq" + text(_ALNUM, 8, 16)
+        cut = 1 + byte() % len(core)
+        value = core[:cut] + text(raw_alphabet, 0, 6) + core[cut:]
+        return value, quote(value, safe="") if byte() % 2 else value
+
+    secrets: list[str] = []
+    host = "h" + text("0123456789", 3, 6) + ".internal"
+    shown = [host]
+    userinfo = ""
+    if byte() % 2:
+        user = pick(["", "app", "default", "u_1"])
+        value, written = secret(_RAW_USERINFO)
+        secrets.append(value)
+        userinfo = f"{user}:{written}@"
+    port = pick(["", ":6379", ":5432", ",h2:26379"])
+    path = pick(["", "/0", "/mymaster/0", "/sessions", "/"])
+    params: list[str] = []
+    for _ in range(byte() % 5):
+        if byte() % 2:
+            value, written = secret(_RAW_QUERY)
+            secrets.append(value)
+            params.append(f"{pick(SECRET_PARAMS)}={written}")
+        else:
+            plain = "v" + text("0123456789", 4, 8)
+            shown.append(plain)
+            params.append(f"{pick(PLAIN_PARAMS)}={plain}")
+    query = ("?" + "&".join(params)) if params else ""
+    return f"{pick(URL_SCHEMES)}://{userinfo}{host}{port}{path}{query}", secrets, shown
+
+
+URLS_WITH_SECRETS = st.binary(max_size=200).map(store_url)

@@ -4,9 +4,13 @@ through the example shop on both frameworks and every mode where the attack appl
 store in memory or Redis).
 
 Elsewhere in the catalog: forged, tampered, truncated and foreign-key server-side cookies in
-``tests/integration/test_bad_cookies.py``; 35 crafted JWTs (alg none, key confusion, unknown
-kid, tampered claims...) in ``tests/security/test_jwt_attacks.py``; planted or garbled Redis
-records in ``tests/integration/test_redis_store.py``.
+``tests/integration/test_bad_cookies.py``; 47 crafted JWTs (alg none, stripped signatures, key
+confusion, jku/x5u/jwk/x5c/crit headers, bad typ, unknown kid, tampered claims...) and tokens
+of another app sharing the secret in ``tests/security/test_jwt_attacks.py``; planted or
+garbled Redis records in ``tests/integration/test_redis_store.py``; secrets in store URLs in
+``test_url_redaction.py``; links and foreign files planted for the worker lock in
+``test_worker_lock.py``; tokens in URLs, DNS rebinding and framing of the dashboard in
+``test_dashboard_exposure.py``; host names, keys and dumps disclosed in ``test_disclosure.py``.
 """
 
 from __future__ import annotations
@@ -156,6 +160,28 @@ def _records(engine: SessionEngine) -> int:
     if engine.config.scheme == "jwt":
         return 1  # nothing is stored: the token is the session
     return sum(len(batch) for batch in store.iter_records())
+
+
+def test_a_cookie_smuggled_after_a_comma_is_not_a_cookie(shop: ShopClient) -> None:
+    """``q=x,session=<attacker>; session=<victim>``: an attacker who can set one cookie value
+    (a subdomain, a reflected parameter) appends a session of theirs after a comma. Cookies are
+    separated by ``;`` only (RFC 6265): the comma is part of ``q``'s value, and the victim's
+    own session is served, as Starlette and Werkzeug read the same header."""
+    from starlette.requests import cookie_parser
+    from werkzeug.http import parse_cookie
+
+    attacker = ShopClient(shop.framework, shop.app)
+    attacker_cookie = login(attacker, "mallory")
+    victim_cookie = login(shop, "alice")
+    header = f"q=x,session={attacker_cookie}; session={victim_cookie}"
+    assert parse_cookie(header)["session"] == victim_cookie
+    assert cookie_parser(header)["session"] == victim_cookie
+    reply = shop.raw("GET", "/whoami", cookie=header)
+    assert reply.status == 200, reply.body
+    assert reply.json["user"] == "alice"
+    # Old RFC 2109 style, commas between cookies: one cookie named q, no session at all.
+    alone = shop.raw("GET", "/whoami", cookie=f"q=x, session={attacker_cookie}").json
+    assert alone["user"] is None and alone["session_new"] is True
 
 
 # --- hostile store content ---------------------------------------------------------------------

@@ -12,28 +12,37 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import fcntl
+import itertools
 import json
+import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sessionkit import SessionEngine
+from sessionkit import SessionConfig, SessionEngine, StoreUnavailable, workers
 from sessionkit.codecs import decode_value
 from sessionkit.cookies import cookie_values
 from sessionkit.ids import SessionIds
+from sessionkit.redact import redact_url, scrub, url_secrets
 from sessionkit.stores.memory import MemoryStore
 from sessionkit.stores.redis import _parse as parse_redis_record
 from sessionkit.stores.sql import SQLStore, _decode_fields
 from tests.apps import make
 from tests.security.hostile import (
     ANY_CHAR,
+    EXAMPLES,
     FUZZ,
     NAMES,
     TEXT,
+    URLS_WITH_SECRETS,
     bounded,
     cookie_header,
     cookie_value,
@@ -70,7 +79,49 @@ def test_cookie_parser(header: str | None, name: str) -> None:
         values = cookie_values(header, name)
     assert isinstance(values, list)
     for value in values:
-        assert isinstance(value, str) and ";" not in value and "," not in value
+        assert isinstance(value, str) and ";" not in value
+        assert header is not None and value in header
+
+
+@seeded
+@FUZZ
+@given(prefix=TEXT.map(lambda text: text.replace(";", "")),
+       smuggled=cookie_value(GENUINE), victim=st.sampled_from(GENUINE))
+def test_a_comma_never_starts_a_cookie(prefix: str, smuggled: str, victim: str) -> None:
+    """Whatever one cookie's value holds before a ``;`` (commas, quotes, ``session=`` and a
+    genuine token of someone else), the session cookie is the one after the ``;``."""
+    smuggled = smuggled.replace(";", "")
+    header = f"q={prefix},session={smuggled}; session={victim}"
+    with bounded():
+        values = cookie_values(header, "session")
+    assert values == [victim]
+
+
+@seeded
+@FUZZ
+@given(case=URLS_WITH_SECRETS)
+def test_url_redaction(case: tuple[str, list[str], list[str]]) -> None:
+    """Random store URLs with secrets (userinfo passwords, ``?password=``-like parameters,
+    percent-encoded or not): no secret survives redaction, wherever the URL is shown, and the
+    host and the plain parameters stay readable."""
+    from urllib.parse import quote
+
+    url, secrets, kept = case
+    with bounded():
+        shown = redact_url(url)
+        again = redact_url(shown)
+        hidden = url_secrets(url)
+        config = repr(SessionConfig(store=url, drain_to=url, secret_key=KEY))
+        error = str(StoreUnavailable(url, OSError(f"cannot reach {url} now"), hide=hidden))
+        quoted = scrub(f"failed: '{url}', giving up")
+    assert again == shown
+    for secret in secrets:
+        for form in {secret, quote(secret, safe="")}:
+            for text in (shown, config, error, quoted):
+                assert form not in text, (url, text)
+    for part in kept:
+        assert part in shown, (url, shown)
+    assert url.split("://", 1)[0] + "://" in shown
 
 
 IDS = SessionIds([KEY.encode()])
@@ -319,3 +370,111 @@ def test_wsgi_middleware(wsgi_apps: dict[str, tuple[Any, SessionEngine]], which:
     _assert_fresh_or_genuine(engine, int(status[:3]), body,
                              [v for k, v in headers if k.lower() == "set-cookie"])
     assert _store_len(engine) == records
+
+
+# --- the local-mode worker lock, among planted files ----------------------------------------------
+#: What a local user may have left at the lock file's path, and at its directory's.
+AT_FILE = ["nothing", "garbage", "link-to-victim", "dangling-link", "link-to-dir", "dir",
+           "fifo", "foreign-file", "locked"]
+AT_DIR = ["nothing", "ours", "ours-loose", "link", "foreign", "foreign-open", "file"]
+NOBODY = 65534
+_instances = itertools.count()
+
+
+@contextlib.contextmanager
+def temp_root() -> Iterator[Path]:
+    """A fresh directory standing for /tmp (``tempfile.tempdir`` points there meanwhile)."""
+    with tempfile.TemporaryDirectory() as root:
+        saved, tempfile.tempdir = tempfile.tempdir, str(Path(root) / "tmp")
+        try:
+            yield Path(root)
+        finally:
+            tempfile.tempdir = saved
+
+
+def _plant_dir(folder: Path, how: str, root: Path) -> None:
+    if how == "link":
+        (root / "elsewhere").mkdir()
+        folder.symlink_to(root / "elsewhere")
+    elif how == "file":
+        folder.write_bytes(b"not a directory")
+    elif how != "nothing":
+        folder.mkdir(mode=0o700)
+        if how in ("ours-loose", "foreign-open"):
+            folder.chmod(0o777)
+        if how.startswith("foreign"):
+            os.chown(folder, NOBODY, NOBODY)
+
+
+def _plant_file(path: Path, how: str, content: bytes, victim: Path) -> int | None:
+    """Plant ``how`` at ``path``; for "locked", the descriptor holding the lock."""
+    if how == "garbage" or how == "foreign-file" or how == "locked":
+        path.write_bytes(content)
+        if how == "foreign-file":
+            os.chown(path, NOBODY, NOBODY)
+        if how == "locked":
+            fd = os.open(path, os.O_RDWR)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return fd
+    elif how == "link-to-victim":
+        path.symlink_to(victim)
+    elif how == "dangling-link":
+        path.symlink_to(path.parent / "nowhere")
+    elif how == "link-to-dir":
+        path.symlink_to(path.parent.parent)
+    elif how == "dir":
+        path.mkdir()
+    elif how == "fifo":
+        os.mkfifo(path)
+    return None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="planting another user's files needs root")
+@seeded
+@settings(FUZZ, max_examples=max(100, EXAMPLES // 10))
+@given(at_dir=st.sampled_from(AT_DIR), at_file=st.sampled_from(AT_FILE),
+       content=st.binary(max_size=40))
+def test_worker_lock_among_planted_files(at_dir: str, at_file: str, content: bytes) -> None:
+    """Whatever was planted at the lock directory's or file's path (links to a file the app
+    may write, FIFOs, another user's files, garbage, a lock already taken), the claim never
+    raises, never blocks, never writes through a link or into another user's directory, and
+    leaves nothing behind once released. Examples: a tenth of ``SESSIONKIT_FUZZ_EXAMPLES``
+    (file system work costs more per input than parsing)."""
+    with temp_root() as root:
+        shared = root / "tmp"
+        shared.mkdir(mode=0o1777)
+        victim = root / "victim"
+        victim.write_bytes(b"precious")
+        instance = f"fuzz-{next(_instances)}"
+        path = workers.lock_path(instance)
+        if at_dir == "nothing" and at_file != "nothing":
+            at_dir = "ours"  # a file needs its directory
+        _plant_dir(path.parent, at_dir, root)
+        usable = at_dir in ("nothing", "ours", "ours-loose")
+        holder_fd = _plant_file(path, at_file, content, victim) if usable else None
+        # (the two directories' own times change as the lock comes and goes, and a regular
+        # file of this user at the lock's path is the lock: used, then removed)
+        ours = (shared, path.parent, *([path] if usable and at_file == "garbage" else []))
+        before = {p: p.lstat() for p in root.rglob("*") if p not in ours}
+        try:
+            with bounded():
+                holder = workers.claim(instance)
+                workers.release()
+        finally:
+            if holder_fd is not None:
+                os.close(holder_fd)
+        assert victim.read_bytes() == b"precious"
+        if at_file == "locked" and usable:  # reported, with the pid the holder wrote
+            words = content[:21].split()
+            written = int(words[0]) if words and words[0].isdigit() else workers.UNKNOWN_PID
+            assert holder == (None if written == os.getpid() else written)
+        else:
+            assert holder is None
+        for planted, info in before.items():  # nothing planted was followed, changed or gone
+            now = planted.lstat()
+            assert (now.st_mode, now.st_uid, now.st_size, now.st_mtime_ns) == (
+                info.st_mode, info.st_uid, info.st_size, info.st_mtime_ns), planted
+        if not usable:
+            assert not any(p.name.endswith(".lock") for p in root.rglob("*")), "wrote there"
+        elif at_file == "nothing":
+            assert not path.exists() and not path.parent.exists()  # removed on release

@@ -115,6 +115,27 @@ def bad_tokens() -> dict[str, tuple[dict[str, Any], str]]:
         "hs512-when-hs256-pinned": (plain, signed(e, claims(), alg="HS512",
                                                   key=e.backend.keys.sign * 2)),  # type: ignore[attr-defined]
         "crit-header": (plain, signed(e, claims(), extra_header={"crit": ["exp"], "exp": 1})),
+        # Header parameters that would make a verifier fetch or trust a key named by the
+        # token itself (RFC 8725 3.10): refused even when signed with the real key...
+        "jku-header-real-key": (plain, signed(e, claims(), extra_header={
+            "jku": "https://attacker.example/jwks.json"})),
+        "x5u-header-real-key": (plain, signed(e, claims(), extra_header={
+            "x5u": "https://attacker.example/cert.pem"})),
+        # ...and as the attack comes: signed with the attacker's key, which the header names.
+        "jku-attacker-key": (rs_settings, _rs_signed(rs_kid, {
+            "jku": "https://attacker.example/jwks.json"})),
+        "x5u-attacker-key": (rs_settings, _rs_signed(rs_kid, {
+            "x5u": "https://attacker.example/cert.pem"})),
+        "jwk-embedded-rsa-key": (rs_settings, _rs_signed(rs_kid, {"jwk": "attacker"})),
+        "jwk-embedded-hmac-key": (plain, signed(e, claims(), key=b"attacker-key-" * 3,
+                                               extra_header={"jwk": {
+                                                   "kty": "oct", "k": b64(b"attacker-key-" * 3)}})),
+        "x5c-embedded-certificate": (rs_settings, _rs_signed(rs_kid, {"x5c": ["MIIB..."]})),
+        "stripped-signature": (plain, f"{header}.{payload}."),
+        "stripped-signature-forged-payload": (plain, f"{header}.{forged_payload}."),
+        "typ-at+jwt": (plain, signed(e, claims(), extra_header={"typ": "at+jwt"})),
+        "typ-JWE": (plain, signed(e, claims(), extra_header={"typ": "JWE"})),
+        "typ-not-a-string": (plain, signed(e, claims(), extra_header={"typ": ["JWT"]})),
         "truncated": (plain, good[:-10]),
         "two-segments": (plain, f"{header}.{payload}"),
         "four-segments": (plain, f"{good}.AAAA"),
@@ -132,6 +153,20 @@ def bad_tokens() -> dict[str, tuple[dict[str, Any], str]]:
                                             '"d":{"a":' + "[" * 100_000 + "]" * 100_000
                                             + "}}").encode())),
     }
+
+
+def _rs_signed(kid: str, extra_header: dict[str, Any]) -> str:
+    """An RS256 token for the pinned kid, signed with a key of the attacker's own; a ``jwk``
+    of "attacker" embeds that key's public half in the header."""
+    import jwt
+    from jwt.algorithms import RSAAlgorithm
+
+    private, public = rsa_pem()
+    header = {"kid": kid, **extra_header}
+    if header.get("jwk") == "attacker":
+        header["jwk"] = json.loads(RSAAlgorithm.to_jwk(
+            serialization.load_pem_public_key(public.encode())))
+    return jwt.encode(claims(), private, algorithm="RS256", headers=header)
 
 
 def _hs_with_key(pem: str, kid: str) -> str:
@@ -163,6 +198,36 @@ def test_crafted_token_is_refused_with_a_fresh_session(framework: str, name: str
 
 def test_at_least_twenty_attacks() -> None:
     assert len(BAD) >= 20
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_the_hand_made_tokens_differ_from_an_accepted_one_only_by_the_attack(
+        framework: str) -> None:
+    """The control: a token signed by hand like the crafted ones, with the real key and a
+    plain header, is accepted; each refusal above is the attack's doing, not the harness's."""
+    e = engine()
+    config = SessionConfig(store="jwt://", secret_key=KEY, clock=FakeClock(NOW))
+    shop = ShopClient(framework, make_app(framework, config))
+    reply = shop.raw("GET", "/whoami", cookie=f"session={signed(e, claims())}")
+    assert reply.json["user"] == "admin" and reply.json["session_new"] is False
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_apps_sharing_a_jwt_secret_must_set_an_audience(framework: str) -> None:
+    """Two apps signing with one secret accept each other's tokens (a session of the blog
+    is a session of the shop) unless each sets its own audience."""
+    def app(store: str) -> ShopClient:
+        config = SessionConfig(store=store, secret_key=KEY, clock=FakeClock(NOW))
+        return ShopClient(framework, make_app(framework, config))
+
+    blog_token = issue(engine(store="jwt://"), user="mallory")
+    assert app("jwt://").raw("GET", "/whoami", cookie=f"session={blog_token}"
+                             ).json["user"] == "mallory"  # the risk, as documented
+    blog_token = issue(engine(store="jwt://?audience=blog"), user="mallory")
+    shop = app("jwt://?audience=shop")
+    assert shop.raw("GET", "/whoami", cookie=f"session={blog_token}").json["user"] is None
+    own = issue(engine(store="jwt://?audience=shop"), user="alice")
+    assert shop.raw("GET", "/whoami", cookie=f"session={own}").json["user"] == "alice"
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)

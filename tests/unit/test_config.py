@@ -9,7 +9,7 @@ import pytest
 
 from sessionkit import ConfigError, SessionConfig, SessionEngine
 from sessionkit.affinity import resolve_instance_id
-from sessionkit.config import redact_url
+from sessionkit.redact import redact_url
 from tests.support import KEY
 
 
@@ -146,3 +146,18 @@ def test_redact_url_hides_passwords() -> None:
     assert redact_url("redis://:hunter2@h:6379/0") == "redis://:***@h:6379/0"
     assert redact_url("postgresql://u:pw@db/x") == "postgresql://u:***@db/x"
     assert redact_url("memory://") == "memory://"
+
+
+def test_instance_id_is_opaque_only_where_nothing_routes_on_it() -> None:
+    from sessionkit.affinity import instance_id_for
+
+    env = {"POD_NAME": "shop-7d9f-abc"}
+    keys = [KEY.encode()]
+    assert instance_id_for(None, routes=True, secret_keys=keys, environ=env) == "shop-7d9f-abc"
+    opaque = instance_id_for(None, routes=False, secret_keys=keys, environ=env)
+    assert opaque.startswith("i-") and len(opaque) == 14 and "shop" not in opaque
+    assert opaque == instance_id_for(None, routes=False, secret_keys=keys, environ=env)
+    assert opaque != instance_id_for(None, routes=False, secret_keys=[b"k" * 32], environ=env)
+    assert instance_id_for("web-1", routes=False, secret_keys=keys, environ=env) == "web-1"
+    assert instance_id_for(None, routes=False, secret_keys=keys,
+                           environ={**env, "SESSIONKIT_INSTANCE_ID": "web-2"}) == "web-2"
