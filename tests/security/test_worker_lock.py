@@ -68,7 +68,8 @@ def test_a_link_planted_at_the_lock_path_is_never_followed(
     path = workers.lock_path(instance)
     path.parent.mkdir(mode=0o700, exist_ok=True)
     path.symlink_to(victim)
-    session = engine.load(None)  # the first request claims the instance
+    engine.lifecycle.request_started()  # the first request claims the instance
+    session = engine.load(None)
     session["cart"] = ["apple"]
     engine.commit(session)  # and is served as usual
     assert victim.read_text() == "precious data the app's user may write"
@@ -78,6 +79,7 @@ def test_a_link_planted_at_the_lock_path_is_never_followed(
 
 def test_the_lock_file_is_in_a_directory_only_its_user_can_enter(shared_tmp: Path) -> None:
     engine, instance = local_engine()
+    engine.lifecycle.request_started()  # as the adapters do for every request
     engine.load(None)
     (private,) = shared_tmp.iterdir()  # nothing else in the shared directory
     info = private.lstat()
@@ -104,6 +106,7 @@ def test_a_private_directory_planted_by_someone_else_is_not_used(
         private.chmod(0o700 if planted == "other-owner" else 0o777)
         os.chown(private, NOBODY, NOBODY)
     before = tree(shared_tmp)
+    engine.lifecycle.request_started()  # as the adapters do for every request
     engine.load(None)
     assert tree(shared_tmp) == before  # nothing created, changed or removed
     assert "cannot check" in caplog.text
@@ -115,6 +118,7 @@ APP = textwrap.dedent("""
     logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(message)s")
     from sessionkit import SessionEngine
     engine = SessionEngine(store="memory://", secret_key={key!r}, instance_id={instance!r})
+    engine.lifecycle.request_started()  # as the adapters do for every request
     engine.load(None)
     print("claimed", flush=True)
     sys.stdin.read()  # serve until the test closes stdin
@@ -170,6 +174,7 @@ def test_lock_files_of_killed_processes_are_removed_by_the_next_claim(shared_tmp
     crashed.process.communicate(timeout=60)
     (stale,) = shared_tmp.rglob("*.lock")
     engine, instance = local_engine()
+    engine.lifecycle.request_started()  # as the adapters do for every request
     engine.load(None)
     assert not stale.exists()
     assert list(shared_tmp.rglob("*.lock")) == [workers.lock_path(instance)]
@@ -185,6 +190,7 @@ def test_workers_of_one_gunicorn_are_reported_and_clean_up(shared_tmp: Path) -> 
         logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(message)s")
         from sessionkit import SessionEngine
         engine = SessionEngine(store="memory://", secret_key={KEY!r}, instance_id="prefork")
+        engine.lifecycle.request_started()  # as the adapters do for every request
         engine.load(None)
         print("claimed", flush=True)
 
