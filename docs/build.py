@@ -26,10 +26,12 @@ PAGES = [
     ("configuration.md", "Configuration"),
     ("deploying.md", "Deploying behind a load balancer"),
     ("migration.md", "Migration"),
-    ("coming-from-peers.md", "Coming from Starlette, Flask, starsessions"),
+    ("coming-from-peers.md", "Coming from Starlette, Flask, starsessions, Flask-Session"),
     ("security.md", "Security"),
     ("operations.md", "Operations"),
     ("cluster-demo.md", "Cluster demo"),
+    ("writing-a-store.md", "Writing a store"),
+    ("architecture.md", "Architecture"),
 ]
 
 _MD_LINK = re.compile(r'href="([^":#]+)\.md(#[^"]*)?"')
