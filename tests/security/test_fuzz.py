@@ -25,7 +25,7 @@ from sessionkit import SessionEngine
 from sessionkit.codecs import SessionIds, decode_value
 from sessionkit.cookies import cookie_values
 from sessionkit.stores.memory import MemoryStore
-from sessionkit.stores.redis import _parse as parse_redis_record
+from sessionkit.stores.redis.store import _parse as parse_redis_record
 from sessionkit.stores.sql import SQLStore, _decode_fields
 from tests.apps import make
 from tests.security.hostile import (
