@@ -15,7 +15,8 @@ import httpx2
 import pytest
 
 from examples.cluster import lb_command, spare_ports, spawn
-from sessionkit import lbconfig
+from sessionkit import deploy
+from sessionkit.deploy.nginx import render_nginx
 from tests.apps import make
 from tests.e2e.lb import require_binary
 from tests.servers import serve_asgi, serve_wsgi
@@ -43,7 +44,7 @@ def balancer(lb: str, config: str, directory: Path, port: int) -> Iterator[str]:
     require_binary(lb)
     runtime = directory / f"{lb}-runtime"
     runtime.mkdir(exist_ok=True)
-    path = directory / lbconfig.FILENAMES[lb]
+    path = directory / deploy.FILENAMES[lb]
     path.write_text(config)
     process = spawn(lb, lb_command(lb, path, runtime), directory)
     try:
@@ -74,10 +75,26 @@ def test_the_default_config_serves_an_app_without_the_example_routes(
 ) -> None:
     [port] = spare_ports(1)
     with instances(kind) as addresses:
-        config = lbconfig.render(lb, addresses, listen=f"127.0.0.1:{port}")
+        config = deploy.render(lb, addresses, listen=f"127.0.0.1:{port}")
         if lb == "nginx":
-            config = lbconfig.render_nginx(addresses, listen=f"127.0.0.1:{port}",
-                                           runtime_dir=str(tmp_path / "nginx-runtime"))
+            config = render_nginx(addresses, listen=f"127.0.0.1:{port}",
+                                  runtime_dir=str(tmp_path / "nginx-runtime"))
         with balancer(lb, config, tmp_path, port) as url:
             statuses = answers_over(url, WATCH_SECONDS)
     assert statuses and set(statuses) == {200}, statuses
+
+
+@pytest.mark.parametrize("kind", FRAMEWORKS)
+def test_a_health_path_is_checked_for_real(kind: str, tmp_path: Path) -> None:
+    """The app's own endpoint keeps every instance in; a path it does not have (404) takes
+    every instance out, and HAProxy answers 503 itself: the check is real."""
+    [good, bad] = spare_ports(2)
+    with instances(kind) as addresses:
+        healthy = deploy.render("haproxy", addresses, listen=f"127.0.0.1:{good}",
+                                health_path="/get")
+        with balancer("haproxy", healthy, tmp_path, good) as url:
+            assert set(answers_over(url, WATCH_SECONDS)) == {200}
+        missing = deploy.render("haproxy", addresses, listen=f"127.0.0.1:{bad}",
+                                health_path="/no-such-endpoint")
+        with balancer("haproxy", missing, tmp_path, bad) as url:
+            assert answers_over(url, WATCH_SECONDS)[-1] == 503

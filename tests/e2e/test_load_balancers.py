@@ -1,4 +1,4 @@
-"""HAProxy and nginx, configured by ``sessionkit.lbconfig``, in front of three real instances of
+"""HAProxy and nginx, configured by ``sessionkit.deploy``, in front of three real instances of
 each example (FastAPI under uvicorn, Flask under gunicorn), with 100 browsers shopping at once.
 
 Local mode: every client must stay on the instance holding its session, and when an instance
