@@ -13,15 +13,37 @@ The whole module takes about a minute and a half.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
 
 from tests.faults.failover_load import Outcome, run
 from tests.redis_servers import SERVICE, ClusterNodes, SentinelGroup, admin, ask, wait_until
 
 FAULT_SECONDS = 30  # the most a scenario waits for the deployment to act
+#: Every scenario's tables, shown when the module is done (CI logs keep them, pass or fail).
+OUTCOMES: list[Outcome] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    plugins = request.config.pluginmanager
+    reporter = plugins.get_plugin("terminalreporter")
+    capture = plugins.get_plugin("capturemanager")
+    if reporter is None or not OUTCOMES:
+        return
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        reporter.write_line("")
+        reporter.write_line("Redis failovers and crashes under load:")
+        for outcome in OUTCOMES:
+            for line in outcome.table().splitlines():
+                reporter.write_line(line)
 
 
 def check(outcome: Outcome, *, lossless: bool, must_fail: bool) -> None:
+    OUTCOMES.append(outcome)
     for tally in outcome.tallies:
         label = f"{outcome.title}, {tally.variant.label}"
         assert tally.other == [], f"{label}: {tally.other[:5]}"
