@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 import redis
 
+from sessionkit import StoreUnavailable
+from sessionkit.stores import open_store
 from sessionkit.stores.redis import RedisStore
 from tests.apps import make
 from tests.redis_servers import (
@@ -75,6 +77,7 @@ def test_a_cluster_that_is_down_answers_503_never_a_fresh_session(
 ) -> None:
     nodes = replicated_cluster
     app = make(kind, secret_key=KEY, store=nodes.url, retry_after=RETRY_AFTER)
+    store = open_store(nodes.url)
     with browser(kind, app) as shop:
         assert shop.call("POST", "/set/cart").status == 200
         probe = cluster_client(nodes)
@@ -91,8 +94,14 @@ def test_a_cluster_that_is_down_answers_503_never_a_fresh_session(
             for method, path in [("GET", "/get"), ("POST", "/set/more")]:
                 reply = shop.call(method, path)
                 assert unavailable(reply), (reply.status, reply.body)
+            # log-out-everywhere (the user index) says the store is down, never "0 sessions"
+            log_out_everywhere = store.delete_user_sessions if kind == "flask" else (
+                lambda user: asyncio.run(store.adelete_user_sessions(user)))
+            with pytest.raises(StoreUnavailable):
+                log_out_everywhere("ada")
         finally:
             nodes.processes.resume(victim)
+            store.close()
         wait_until("cluster_state:ok", lambda: all(nodes.state(p) == "ok" for p in nodes.ports))
         assert shop.call("GET", "/get").json == {"cart": True}  # the same session, intact
     assert "unreadable session record" not in caplog.text
@@ -273,7 +282,6 @@ def watcher_threads() -> list[str]:
 
 
 def test_closing_a_sentinel_store_stops_its_watchers(sentinel_group: SentinelGroup) -> None:
-    from sessionkit.stores import open_store
     from sessionkit.stores.base import Load
 
     before = watcher_threads()

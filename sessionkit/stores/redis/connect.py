@@ -309,9 +309,9 @@ def _cluster(name: str, prefix: str, deadline: float, parts: Any, options: dict[
     sync_class = bounded_class(redis.connection.SSLConnection if ssl
                                else redis.connection.Connection)
     (first_host, first_port), rest = hosts[0], hosts[1:]
-    cluster_only = {k: v for k, v in options.items() if k not in CLUSTER_OPTIONS}
+    connection_options = {k: v for k, v in options.items() if k not in CLUSTER_OPTIONS}
     _check_connection_options(
-        redis.connection.SSLConnection if ssl else redis.connection.Connection, cluster_only)
+        redis.connection.SSLConnection if ssl else redis.connection.Connection, connection_options)
 
     def make_sync() -> Any:
         # Given as a URL, redis-py builds each node's pool from these options, so the

@@ -104,8 +104,6 @@ class SwitchWatcher:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        #: Set once a watcher has subscribed (tests wait for it before breaking things).
-        self.subscribed = threading.Event()
 
     def start(self) -> None:
         with self._lock:
@@ -126,7 +124,6 @@ class SwitchWatcher:
         for thread in threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=5)
-        self.subscribed.clear()
 
     def _move(self, address: Address, *, promoting: bool, why: str) -> None:
         with self._lock:
@@ -146,7 +143,6 @@ class SwitchWatcher:
                 if found and not self.state.promoting:
                     self._move((_text(found[0]), int(found[1])), promoting=False,
                                why="the Sentinels name another master")
-                self.subscribed.set()
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=POLL_SECONDS)
                     if message is not None:

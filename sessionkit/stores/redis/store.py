@@ -5,7 +5,7 @@ Every error from redis-py passes through one rule (``errors``) on its way back i
 operation: an outage or a refusal becomes ``StoreUnavailable`` (503 with ``Retry-After``), a
 key that is not a hash becomes the reply ``NOT_OURS``, and nothing else is ever read as "no
 session". Each operation runs under one deadline (``deadline``), and on Sentinel deployments
-a watcher drops the connections to a master the moment the Sentinels replace it
+a watcher moves the connections off a master as soon as the Sentinels start replacing it
 (``failover``).
 """
 
