@@ -217,7 +217,7 @@ def _sync_retry() -> BoundedRetry:
 def _async_retry() -> redis.asyncio.retry.Retry:
     """Tries within the deadline; ``asyncio.timeout`` ends them when it passes."""
     return redis.asyncio.retry.Retry(
-        redis.backoff.ExponentialWithJitterBackoff(cap=BACKOFF_CAP, base=BACKOFF_BASE), RETRIES)
+        redis.backoff.FullJitterBackoff(cap=BACKOFF_CAP, base=BACKOFF_BASE), RETRIES)
 
 
 # --- one Redis ----------------------------------------------------------------------------------

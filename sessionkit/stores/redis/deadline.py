@@ -115,7 +115,7 @@ class BoundedBackoff(redis.backoff.AbstractBackoff):
     """Exponential back-off with jitter that never sleeps past the deadline."""
 
     def __init__(self) -> None:
-        self._inner = redis.backoff.ExponentialWithJitterBackoff(cap=BACKOFF_CAP,
+        self._inner = redis.backoff.FullJitterBackoff(cap=BACKOFF_CAP,
                                                                   base=BACKOFF_BASE)
 
     def compute(self, failures: int) -> float:
