@@ -9,7 +9,9 @@ as it goes; only Python 3.11+ is needed beforehand.
   python3 dev.py demo [--flask] [--port N]   the example shop on the embedded memory store
   python3 dev.py demo-cluster [--mode M]      three shops behind HAProxy, with a live dashboard
                                               (--mode local, redis, hybrid, jwt or a store URL)
-  python3 dev.py test [pytest args...]        the test suite
+  python3 dev.py test [pytest args...]        the test suite (CI runs all of it)
+  python3 dev.py test --quick [pytest args]   the quick tier, under a minute: unit tests and
+                                              the store contract on memory, SQLite, fakeredis
   python3 dev.py bench [--quick] [...]        sessionkit against its peers (bench/README.md)
   python3 dev.py lint                         ruff and mypy
   python3 dev.py docs [OUT]                   the guides and API reference as HTML (docs/_build)
@@ -219,6 +221,10 @@ def main(argv: list[str]) -> int:
     if command == "docs":
         return run("docs/build.py", *rest)
     if command == "test":
+        if "--quick" in rest:
+            rest = [arg for arg in rest if arg != "--quick"]
+            return run("-m", "pytest", "-m", "quick", "-q", "tests/unit", "tests/contract",
+                       *rest)
         return run("-m", "pytest", *rest)
     if command == "bench":
         return run("bench/run.py", *rest)

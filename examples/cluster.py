@@ -24,7 +24,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sessionkit import lbconfig
+from sessionkit import deploy
+from sessionkit.deploy.nginx import render_nginx
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTANCE_IDS = ("a", "b", "c")
@@ -212,18 +213,18 @@ def lb_command(lb: str, config: Path, runtime: Path) -> list[str]:
 def render_lb(lb: str, instances: dict[str, str], cookie: str, listen: str,
               runtime: Path) -> str:
     if lb == "nginx":
-        return lbconfig.render_nginx(instances, cookie, listen, runtime_dir=str(runtime))
-    return lbconfig.render(lb, instances, cookie, listen)
+        return render_nginx(instances, cookie, listen, runtime_dir=str(runtime))
+    return deploy.render(lb, instances, cookie, listen)
 
 
 def start_balancer(lb: str, instances: dict[str, str], directory: Path, cookie: str = COOKIE,
                    port: int | None = None) -> tuple[Process, str]:
-    """``lb`` with the config ``sessionkit.lbconfig`` renders, serving; the caller stops it."""
+    """``lb`` with the config ``sessionkit.deploy`` renders, serving; the caller stops it."""
     if port is None:
         (port,) = spare_ports(1)
     runtime = directory / f"{lb}-runtime"
     runtime.mkdir(exist_ok=True)
-    config = directory / lbconfig.FILENAMES[lb]
+    config = directory / deploy.FILENAMES[lb]
     config.write_text(render_lb(lb, instances, cookie, f"127.0.0.1:{port}", runtime))
     process = spawn(lb, lb_command(lb, config, runtime), directory)
     url = f"http://127.0.0.1:{port}"

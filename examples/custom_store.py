@@ -84,7 +84,7 @@ class SQLiteFileStore(BlockingStore):
         record = op.record
         verb = "INSERT OR IGNORE" if op.if_absent else "INSERT OR REPLACE"
         cursor = self._connect().execute(
-            f"{verb} INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608  (fixed text)
+            f"{verb} INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (op.key, json.dumps(record.fields), record.created_at, record.expires_at,
              record.accessed_at, record.user_id, record.version, record.instance))
         return cursor.rowcount == 1

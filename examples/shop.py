@@ -12,7 +12,6 @@ from typing import Any
 
 from examples import shop_page
 from sessionkit import Session, SessionEngine
-from sessionkit.redact import redact_url
 
 Reply = tuple[int, dict[str, Any]]
 _NAME_RE = re.compile(r"^[\w.@+-]{1,64}$")
@@ -73,7 +72,7 @@ def whoami(session: Session, engine: SessionEngine) -> Reply:
     return 200, {
         "user": session.get("user"),
         "instance": engine.instance_id,
-        "store": redact_url(engine.config.store),
+        "store": engine.config.store_name,
         "session_new": session.is_new,
     }
 
@@ -87,7 +86,7 @@ def page(session: Session, engine: SessionEngine) -> str:
         user=user if isinstance(user, str) else None,
         cart=[str(item) for item in cart] if isinstance(cart, list) else [],
         instance=engine.instance_id,
-        store=redact_url(engine.config.store),
+        store=engine.config.store_name,
     )
 
 

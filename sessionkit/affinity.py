@@ -33,21 +33,28 @@ _SHARED_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+sentinel", "redis
                              "oracle"})
 _OPAQUE_LABEL = b"sessionkit instance id\0"
 
-_INSTANCE_RE = re.compile(r"[a-z0-9-]{1,63}")
-_NOT_ALLOWED = re.compile(r"[^a-z0-9-]+")
+#: The characters of an instance id, as a regular-expression class body: the one rule for
+#: the ids an instance takes, the routes read back from cookies, and the load-balancer
+#: configs that route on them (``sessionkit.deploy``).
+INSTANCE_ID_CHARACTERS = "a-z0-9-"
+INSTANCE_ID_MAX = 63
+_INSTANCE_RE = re.compile(f"[{INSTANCE_ID_CHARACTERS}]{{1,{INSTANCE_ID_MAX}}}")
+_NOT_ALLOWED = re.compile(f"[^{INSTANCE_ID_CHARACTERS}]+")
 
 
 def validate_instance_id(value: str, source: str) -> str:
+    """``value`` if it is a valid instance id; else ``ConfigError`` naming ``source``."""
     if not isinstance(value, str) or not _INSTANCE_RE.fullmatch(value):
         raise ConfigError(
-            f"{source}={value!r} is not a valid instance id: use 1 to 63 characters from "
-            f"a-z, 0-9 and '-' (load balancers parse it out of the cookie)"
+            f"{source}={value!r} is not a valid instance id: use 1 to {INSTANCE_ID_MAX} "
+            f"characters from a-z, 0-9 and '-' (load balancers read it from the end of the "
+            f"session cookie)"
         )
     return value
 
 
 def _normalize(value: str) -> str:
-    return _NOT_ALLOWED.sub("-", value.strip().lower()).strip("-")[:63].strip("-")
+    return _NOT_ALLOWED.sub("-", value.strip().lower()).strip("-")[:INSTANCE_ID_MAX].strip("-")
 
 
 def resolve_instance_id(configured: str | None, environ: Mapping[str, str] | None = None) -> str:

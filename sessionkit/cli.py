@@ -27,7 +27,8 @@ import sys
 import time
 from typing import TextIO
 
-from . import lbconfig, peers, tools
+from . import deploy, peers, tools
+from .deploy.nginx import render_nginx
 from .errors import ConfigError, StoreUnavailable
 from .redact import redact_text
 from .stores import Store
@@ -134,15 +135,19 @@ def _add_lb_config(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         "cookie (<session-id>.<instance-id>); ingress-nginx, traefik and envoy use a cookie "
         "of their own; kubernetes-service sticks by client IP (the last resort).",
     )
-    lb.add_argument("lb", choices=lbconfig.LOAD_BALANCERS, metavar="LB",
-                    help="one of: " + ", ".join(lbconfig.LOAD_BALANCERS))
+    lb.add_argument("lb", choices=deploy.LOAD_BALANCERS, metavar="LB",
+                    help="one of: " + ", ".join(deploy.LOAD_BALANCERS))
     lb.add_argument("--instances", required=True, metavar="ID=HOST:PORT,...",
                     help="each instance's SESSIONKIT_INSTANCE_ID and address, e.g. "
                     "a=127.0.0.1:8001,b=127.0.0.1:8002")
-    lb.add_argument("--cookie", default=lbconfig.DEFAULT_COOKIE, metavar="NAME",
-                    help=f"the session cookie's name (default: {lbconfig.DEFAULT_COOKIE})")
-    lb.add_argument("--listen", default=lbconfig.DEFAULT_LISTEN, metavar="HOST:PORT",
-                    help=f"where the load balancer listens (default: {lbconfig.DEFAULT_LISTEN})")
+    lb.add_argument("--cookie", default=deploy.DEFAULT_COOKIE, metavar="NAME",
+                    help=f"the session cookie's name (default: {deploy.DEFAULT_COOKIE})")
+    lb.add_argument("--listen", default=deploy.DEFAULT_LISTEN, metavar="HOST:PORT",
+                    help=f"where the load balancer listens (default: {deploy.DEFAULT_LISTEN})")
+    lb.add_argument("--health-path", metavar="PATH",
+                    help="an endpoint of the app that answers 2xx while the instance may take "
+                    "traffic, e.g. /healthz (default: a check that needs nothing from the app: "
+                    "any HTTP answer to OPTIONS /, where the balancer can check one)")
     lb.add_argument("--runtime-dir", metavar="DIR",
                     help="nginx only: keep its pid file, logs and temp files in DIR (to run "
                     "it without root)")
@@ -179,14 +184,15 @@ def _gc(url: str, batch_size: int) -> int:
 
 def _lb_config(args: argparse.Namespace) -> int:
     try:
-        instances = lbconfig.parse_instances(args.instances)
+        instances = deploy.parse_instances(args.instances)
         if args.lb == "nginx":
-            text = lbconfig.render_nginx(instances, args.cookie, args.listen,
-                                         runtime_dir=args.runtime_dir)
+            text = render_nginx(instances, args.cookie, args.listen,
+                                health_path=args.health_path, runtime_dir=args.runtime_dir)
         elif args.runtime_dir is not None:
             raise ConfigError("--runtime-dir applies to nginx only")
         else:
-            text = lbconfig.render(args.lb, instances, args.cookie, args.listen)
+            text = deploy.render(args.lb, instances, args.cookie, args.listen,
+                                 health_path=args.health_path)
     except ConfigError as exc:
         return _fail("lb-config", str(exc), USAGE_ERROR)
     sys.stdout.write(text)

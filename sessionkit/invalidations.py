@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import redis
 
 from .stores.base import Load, Record, Store
+from .stores.redis.connect import OWN_OPTIONS
 
 logger = logging.getLogger("sessionkit")
 
@@ -55,8 +56,9 @@ class RedisInvalidations:
     def __init__(self, url: str, prefix: str, cache: Any, store: Store,
                  clock: Callable[[], float], idle: float, absolute: float) -> None:
         parts = urlsplit(url)
+        own = OWN_OPTIONS  # sessionkit's options, which redis-py's from_url must not see
         query = {k: v for k, v in parse_qsl(parts.query, keep_blank_values=True)
-                 if k != "key_prefix"}
+                 if k not in own}
         query.setdefault("socket_timeout", "2")
         query.setdefault("socket_connect_timeout", "2")
         self._url = parts._replace(query=urlencode(query)).geturl()

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import Any, TypeAlias
-
-from redis.exceptions import ResponseError
 
 from ..stores.base import Load, Record
 from ..stores.redis import RedisStore
+from ..stores.redis.connect import Target
+from ..stores.redis.errors import NOT_OURS, reply
 from .base import PeerSource
 from .records import NO_EXPIRY_SECONDS, RecordFormat
 
@@ -33,19 +33,17 @@ class RedisValueSource(PeerSource, RedisStore):
 
     record_type = "string"
 
-    def __init__(self, sync_factory: Callable[[], Any], async_factory: Callable[[], Any], *,
-                 name: str, prefix: str, format: RecordFormat,
+    def __init__(self, target: Target, *, format: RecordFormat, owns_clients: bool = True,
                  watch_url: str | None = None) -> None:
         # A peer's store is read once per session: nothing to watch (``watch_url`` unused).
-        super().__init__(sync_factory, async_factory, name=name, prefix=prefix)
+        super().__init__(target, owns_clients=owns_clients)
         self.format = format
         self._policy_checked = True  # its eviction policy is its owner's concern
 
     def load(self, op: Load) -> RedisSteps:
         key = self._key(op.key)
-        try:
-            value, ttl = yield [("get", (key,)), ("pttl", (key,))]
-        except ResponseError:  # another type at that key: not a session of the peer's
+        value, ttl = yield [("get", (key,)), ("pttl", (key,))]
+        if value is NOT_OURS:  # another type at that key: not a session of the peer's
             logger.error("sessionkit: %s holds something else than a session at one of its "
                          "session keys; not imported", self.name)
             return None
@@ -58,12 +56,12 @@ class RedisValueSource(PeerSource, RedisStore):
         for key in keys:
             pipe.get(key)
             pipe.pttl(key)
-        replies = pipe.execute()
+        replies: list[Any] = [reply(answer) for answer in pipe.execute(raise_on_error=False)]
         now = time.time()
         found = []
         prefix = self.prefix.encode()
         for key, value, ttl in zip(keys, replies[::2], replies[1::2], strict=True):
-            if value is None or not key.startswith(prefix):
+            if value is None or value is NOT_OURS or not key.startswith(prefix):
                 continue
             record = self.format.record(value, expiry_from_ttl(ttl, now), now, self.name)
             if record is not None:

@@ -686,6 +686,8 @@ class SQLStore(CommandStore[Step]):
         row = self._row(op.key, op.record)
         if op.if_absent:
             result = yield self._insert_if_absent(row)
+            if self._dialect in ("postgresql", "sqlite"):
+                return result.first() is not None
             return bool(result.rowcount > 0)
         # Not ``yield from``: the runner sends each result back, which a list cannot take.
         for statement in self._upsert(row):  # noqa: UP028
@@ -809,12 +811,16 @@ class SQLStore(CommandStore[Step]):
         return [sa.delete(table).where(table.c.id == row["id"]), sa.insert(table).values(row)]
 
     def _insert_if_absent(self, row: dict[str, Any]) -> sa.Executable:
-        """One statement that inserts unless the id exists, reporting which in its rowcount."""
+        """One statement that inserts unless the id exists, reporting which: a row of
+        ``RETURNING`` on PostgreSQL and SQLite (their drivers give no rowcount for
+        ``ON CONFLICT DO NOTHING``: psycopg 3 says -1 either way), else its rowcount."""
         table = self.table
         if self._dialect == "postgresql":
-            return postgresql.insert(table).values(row).on_conflict_do_nothing()
+            return (postgresql.insert(table).values(row).on_conflict_do_nothing()
+                    .returning(table.c.id))
         if self._dialect == "sqlite":
-            return sqlite.insert(table).values(row).on_conflict_do_nothing()
+            return (sqlite.insert(table).values(row).on_conflict_do_nothing()
+                    .returning(table.c.id))
         if self._dialect in ("mysql", "mariadb"):
             return sa.insert(table).values(row).prefix_with("IGNORE")
         exists = sa.select(table.c.id).where(table.c.id == row["id"])

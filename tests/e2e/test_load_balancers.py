@@ -1,4 +1,4 @@
-"""HAProxy and nginx, configured by ``sessionkit.lbconfig``, in front of three real instances of
+"""HAProxy and nginx, configured by ``sessionkit.deploy``, in front of three real instances of
 each example (FastAPI under uvicorn, Flask under gunicorn), with 100 browsers shopping at once.
 
 Local mode: every client must stay on the instance holding its session, and when an instance
@@ -236,9 +236,9 @@ def test_local_instance_draining_on_sigterm_hands_its_carts_over(
 def test_generated_rules_route_on_the_suffix_after_the_last_dot(
     lb: str, cookie: str, tmp_path: Path,
 ) -> None:
-    """Instance ids with '-' and '_' (nginx's \\w has no '-'), and a cookie name that nginx
-    cannot spell as $cookie_<name> and HAProxy must escape, each reach their instance."""
-    names = ["shop-1", "shop_2", "a"]
+    """Instance ids with '-' (nginx's \\w has no '-'), and a cookie name that nginx cannot
+    spell as $cookie_<name> and HAProxy must escape, each reach their instance."""
+    names = ["shop-1", "shop-2", "a"]
     with name_servers(names) as addresses, balancer(lb, addresses, tmp_path, cookie) as url, \
             httpx2.Client(base_url=url, timeout=5) as http:
 

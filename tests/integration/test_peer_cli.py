@@ -103,18 +103,17 @@ def assert_found_by_old_cookies(peer: Peer, target: str) -> None:
 
 
 def test_migrate_copies_peer_sessions_found_later_by_their_cookies(
-        peer: Peer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        peer: Peer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SESSIONKIT_SECRET_KEY", KEY)  # never an argument: ps shows those
     target = f"sqlite:///{tmp_path / 'sessions.db'}"
-    status, out, _ = run(capsys, "migrate", "--from", peer.url, "--to", target, "--dry-run",
-                         "--secret-key", KEY)
+    status, out, _ = run(capsys, "migrate", "--from", peer.url, "--to", target, "--dry-run")
     assert (status, sessionkit_sessions(target)) == (0, 0)
     assert "would copy" in out and "copied 3," in out
-    status, out, _ = run(capsys, "migrate", "--from", peer.url, "--to", target,
-                         "--secret-key", KEY)
+    status, out, _ = run(capsys, "migrate", "--from", peer.url, "--to", target)
     assert status == 0
     assert "copied 3, already there 0" in out
-    status, out, _ = run(capsys, "migrate", "--from", peer.url, "--to", target,
-                         "--secret-key", KEY)
+    status, out, _ = run(capsys, "migrate", "--from", peer.url, "--to", target)
     assert "copied 0, already there 3" in out  # a second run copies only what is missing
     assert_found_by_old_cookies(peer, target)
 
@@ -145,8 +144,8 @@ def test_stats_of_a_peer_store(redis_url: str, tmp_path: Path,
     (["migrate", "--from", "sqlite://", "--to", "flask-session+redis://127.0.0.1/0"],
      "only reads flask-session sessions"),
     (["import", "starsessions+redis://127.0.0.1/0"], "only reads starsessions sessions"),
-    (["migrate", "--from", "flask-session+redis://127.0.0.1/0?nope=1", "--to", "sqlite://",
-      "--secret-key", KEY], "unknown option 'nope'"),
+    (["migrate", "--from", "flask-session+redis://127.0.0.1/0", "--to", "sqlite://",
+      "--secret-key", KEY], "not taken as an argument"),
 ])
 def test_usage_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str],
                       monkeypatch: pytest.MonkeyPatch) -> None:
@@ -156,3 +155,12 @@ def test_usage_errors(argv: list[str], message: str, capsys: pytest.CaptureFixtu
     assert message in err
 
 
+
+
+def test_an_unknown_option_of_a_peer_url_is_named(capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SESSIONKIT_SECRET_KEY", KEY)
+    status, _, err = run(capsys, "migrate", "--from", "flask-session+redis://127.0.0.1/0?nope=1",
+                         "--to", "sqlite://", stdin="")
+    assert status == 2
+    assert "unknown option 'nope'" in err

@@ -33,7 +33,7 @@ from sessionkit.cookies import cookie_values
 from sessionkit.ids import SessionIds
 from sessionkit.redact import redact_url, scrub, url_secrets
 from sessionkit.stores.memory import MemoryStore
-from sessionkit.stores.redis import _parse as parse_redis_record
+from sessionkit.stores.redis.store import _parse as parse_redis_record
 from sessionkit.stores.sql import SQLStore, _decode_fields
 from tests.apps import make
 from tests.security.hostile import (

@@ -60,7 +60,7 @@ def test_the_profiles_are_the_core_each_declared_set_and_the_configured_ones() -
 
 
 def test_all_expands_to_every_extra_but_the_development_ones() -> None:
-    assert CONFIG.expand(["all"]) == set(CONFIG.extras) - {"bench", "dev"}
+    assert CONFIG.expand(["all"]) == set(CONFIG.extras) - {"bench", "dev", "testing"}
     assert CONFIG.expand(["redis"]) == {"redis"}
 
 

@@ -44,4 +44,4 @@ def test_hiredis_comes_with_the_fast_extra_which_all_includes() -> None:
     assert any(r.name == "hiredis" or "hiredis" in r.extras for r in fast)
     (everything,) = (Requirement(r) for r in EXTRAS["all"])
     assert everything.name == "sessionkit"
-    assert everything.extras == set(EXTRAS) - {"all", "bench", "dev"}
+    assert everything.extras == set(EXTRAS) - {"all", "bench", "dev", "testing"}

@@ -1,24 +1,12 @@
-"""Redis store: ``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``, ``redis+cluster://``.
+"""``RedisStore``: the operations (no I/O: they yield commands) and the only code that sends
+them (``_send`` and ``_asend``).
 
-A session is one hash at ``<prefix><store key>``: each session key in a field ``d:<key>``
-holding its JSON text, plus ``c`` (created), ``e`` (expires), ``a`` (accessed), ``u`` (user)
-and ``f`` (record format). The hash layout is what makes writes deltas: ``HSET`` of the changed
-fields merges atomically with what other requests wrote, so no update is lost.
-
-I/O per request: a read is one ``HGETALL``; a write adds one ``HSET`` (plus ``HDEL`` when keys
-were removed). The expiry lives in ``e`` (checked against the engine's clock) and in the key's
-TTL (the cleanup); reads and writes slide both only once a tenth of the idle timeout has
-passed (one ``PEXPIRE`` more, in the same pipeline), so a read is one command and a write
-two. A write to a session destroyed meanwhile would re-create a partial hash: ``HSET`` always
-sets ``f``, so its reply says whether the hash existed, and the partial hash is deleted at once.
-
-Users: ``<prefix>user:<user id>`` is a set of store keys, expiring after the absolute timeout
-(no session outlives it). Deleting a user's sessions checks each member's ``u`` first, so a
-stale member never costs another user a session.
-
-The same operation code runs sync (redis-py) and async (``redis.asyncio``): each operation is
-a generator that yields batches of commands and receives their replies (``sessionkit.sansio``);
-only ``_send`` and ``_asend`` touch a client.
+Every error from redis-py passes through one rule (``errors``) on its way back into an
+operation: an outage or a refusal becomes ``StoreUnavailable`` (503 with ``Retry-After``), a
+key that is not a hash becomes the reply ``NOT_OURS``, and nothing else is ever read as "no
+session". Each operation runs under one deadline (``deadline``), and on Sentinel deployments
+a watcher moves the connections off a master as soon as the Sentinels start replacing it
+(``failover``).
 """
 
 from __future__ import annotations
@@ -26,24 +14,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import weakref
-from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from typing import Any, Self, TypeAlias
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-import redis
-import redis.asyncio
-import redis.asyncio.cluster
-import redis.asyncio.sentinel
 import redis.cluster
-import redis.connection
-import redis.exceptions
-import redis.sentinel
 
-from ..errors import ConfigError, StoreUnavailable
-from ..redact import redact_url
-from ..sansio import run_async, run_sync
-from .base import (
+from ...errors import StoreUnavailable
+from ...sansio import run_async, run_sync
+from ..base import (
     Capabilities,
     CommandStore,
     Create,
@@ -55,6 +35,10 @@ from .base import (
     Touch,
     Update,
 )
+from . import connect
+from .deadline import DEFAULT_DEADLINE, bounded
+from .errors import NOT_OURS, Kind, Refused, classify, reply, unavailable
+from .failover import SwitchWatcher
 
 logger = logging.getLogger("sessionkit")
 
@@ -65,26 +49,8 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """
-DEFAULT_PREFIX = "sessionkit:"
-DEFAULT_TIMEOUT = 2.0  # seconds: a store that does not answer is down, not slow
-ASYNC_POOL_SIZE = 100  # connections per event loop (redis.asyncio's default)
-POOL_WAIT_SECONDS = 20.0  # the most a command waits for a free pooled connection
 Command: TypeAlias = tuple[str, tuple[Any, ...]]
 Steps: TypeAlias = Generator[list[Command], list[Any], R]
-
-#: Errors that mean "Redis is not reachable right now" (failover, restart, network), or
-#: refuses writes (full under ``maxmemory-policy noeviction``: 503, not a crash).
-_UNAVAILABLE = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.BusyLoadingError,
-    redis.exceptions.ReadOnlyError,
-    redis.exceptions.OutOfMemoryError,  # full under maxmemory-policy noeviction: writes refused
-    redis.exceptions.ClusterDownError,
-    redis.exceptions.TryAgainError,
-    OSError,
-    asyncio.TimeoutError,
-)
 
 
 def _ms(seconds: float) -> int:
@@ -96,94 +62,91 @@ class RedisStore(CommandStore[list[Command]]):
     #: The Redis type of a session's key, for ``iter_records`` (``SCAN ... TYPE``).
     record_type = "hash"
 
-    def __init__(
-        self,
-        sync_factory: Callable[[], Any],
-        async_factory: Callable[[], Any],
-        *,
-        name: str,
-        prefix: str = DEFAULT_PREFIX,
-        watch_url: str | None = None,
-    ) -> None:
-        self.name = name
-        self.prefix = prefix
+    def __init__(self, target: connect.Target, *, owns_clients: bool = True,
+                 watch_url: str | None = None) -> None:
         #: A plain Redis URL to watch for invalidations (hybrid mode), when one can be.
         self._watch_url = watch_url
-        self._sync_factory = sync_factory
-        self._async_factory = async_factory
+        self.name = target.name
+        self.prefix = target.prefix
+        #: Seconds one operation may take, every retry included.
+        self.deadline = target.deadline
+        self._target = target
+        self._owns_clients = owns_clients
         self._sync_client: Any = None
+        self._sync_lock = threading.Lock()
         self._policy_checked = False
         # redis.asyncio clients belong to the event loop that made them.
         self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
+        self._watcher: SwitchWatcher | None = None
+        if target.master_state is not None:
+            self._watcher = SwitchWatcher(target.sentinels, target.service,
+                                          dict(target.sentinel_options), target.master_state)
 
     # --- construction ---------------------------------------------------------------------
     @classmethod
     def from_url(cls, url: str, **extra: Any) -> Self:
         """The store at ``url``; ``extra`` goes to the constructor of a subclass."""
-        parts = urlsplit(url)
-        query = dict(parse_qsl(parts.query, keep_blank_values=True))
-        prefix = query.pop("key_prefix", DEFAULT_PREFIX)
-        query.setdefault("socket_timeout", str(DEFAULT_TIMEOUT))
-        query.setdefault("socket_connect_timeout", str(DEFAULT_TIMEOUT))
-        scheme = parts.scheme.lower()
-        name = redact_url(url)
-        if scheme == "redis+sentinel":
-            sync_factory, async_factory = _sentinel_factories(parts, query)
-        elif scheme == "redis+cluster":
-            sync_factory, async_factory = _cluster_factories(parts, query)
-        else:
-            plain = url.split("?", 1)[0] + "?" + urlencode(query)
-            try:
-                parse_url: Any = redis.connection.parse_url
-                parse_url(plain)  # fail at startup, not at the first request
-            except ValueError as exc:
-                raise ConfigError(f"invalid Redis URL {name}: {exc}") from None
+        plain = url.split("://", 1)[0].lower() in ("redis", "rediss", "unix")
+        return cls(connect.parse(url), watch_url=url if plain else None, **extra)
 
-            def sync_factory() -> Any:
-                return redis.Redis.from_url(plain)
-
-            def async_factory() -> Any:
-                # redis.asyncio's default pool *refuses* a command beyond 100 connections in
-                # use (a 503 for a burst of requests on a healthy Redis); this one waits for a
-                # free connection instead. ``max_connections`` in the URL still applies.
-                pool = redis.asyncio.BlockingConnectionPool.from_url(
-                    plain, max_connections=ASYNC_POOL_SIZE, timeout=POOL_WAIT_SECONDS)
-                return redis.asyncio.Redis.from_pool(pool)
-
-        watch = url if scheme in ("redis", "rediss", "unix") else None
-        return cls(sync_factory, async_factory, name=name, prefix=prefix, watch_url=watch,
-                   **extra)
+    @classmethod
+    def from_client(
+        cls, client: Any = None, async_client: Any = None, *,
+        key_prefix: str = connect.DEFAULT_PREFIX, deadline: float = DEFAULT_DEADLINE,
+        name: str | None = None,
+    ) -> RedisStore:
+        """A store over a client or connection pool the application made: ``client`` a
+        ``redis.Redis`` / ``RedisCluster`` / ``Sentinel.master_for()`` client or a
+        ``redis.ConnectionPool`` (used by WSGI apps), ``async_client`` their ``redis.asyncio``
+        counterparts (used by ASGI apps, on the event loop they belong to). They keep their
+        own timeouts and retries; ``deadline`` bounds async operations; sync ones are bounded
+        by the client's own ``socket_timeout`` and retry policy. The store never closes them,
+        and does not watch Sentinels for them (a ``redis+sentinel://`` URL does)."""
+        target = connect.from_clients(client, async_client, name=name, prefix=key_prefix,
+                                      deadline=deadline)
+        return cls(target, owns_clients=False)
 
     def _sync(self) -> Any:
-        if self._sync_client is None:
-            self._sync_client = self._sync_factory()
-        return self._sync_client
+        client = self._sync_client
+        if client is None:
+            with self._sync_lock:
+                if self._sync_client is None:
+                    self._start_watcher()
+                    self._sync_client = self._target.make_sync()
+                client = self._sync_client
+        return client
 
     def _async(self) -> Any:
         loop = asyncio.get_running_loop()
         client = self._async_clients.get(loop)
         if client is None:
-            client = self._async_clients[loop] = self._async_factory()
+            self._start_watcher()
+            client = self._async_clients[loop] = self._target.make_async()
         return client
+
+    # --- Sentinel failovers ------------------------------------------------------------------
+    def _start_watcher(self) -> None:
+        if self._watcher is not None:
+            self._watcher.start()
 
     # --- I/O: the only code that touches a client --------------------------------------------
     def run(self, steps: Steps[R]) -> R:
-        try:
+        with bounded(self.deadline):
             if not self._policy_checked:
                 run_sync(self._check_policy(), self._send)
             return run_sync(steps, self._send)
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(self.name, exc) from exc
 
     async def arun(self, steps: Steps[R]) -> R:
         try:
-            if not self._policy_checked:
-                await run_async(self._check_policy(), self._asend)
-            return await run_async(steps, self._asend)
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(self.name, exc) from exc
+            async with asyncio.timeout(self.deadline):
+                if not self._policy_checked:
+                    await run_async(self._check_policy(), self._asend)
+                return await run_async(steps, self._asend)
+        except TimeoutError as exc:  # the deadline passed while a command was awaited
+            raise StoreUnavailable(self.name, TimeoutError(
+                f"no answer within the {self.deadline:g} s deadline")) from exc
 
     def invalidation_watcher(self, cache: Any, clock: Callable[[], float], idle: float,
                              absolute: float) -> Any:
@@ -191,42 +154,80 @@ class RedisStore(CommandStore[list[Command]]):
         Sentinel and Cluster stores are not watched (copies live ``near_cache_max_age``)."""
         if self._watch_url is None:
             return None
-        from ..invalidations import RedisInvalidations
+        from ...invalidations import RedisInvalidations
 
         return RedisInvalidations(self._watch_url, self.prefix, cache, self, clock, idle,
                                   absolute)
 
     def _send(self, batch: list[Command]) -> list[Any]:
         """One round trip: a lone command directly, several in one pipeline."""
-        client = self._sync()
-        if len(batch) == 1:
-            name, args = batch[0]
-            return [getattr(client, name)(*args)]
-        pipe = client.pipeline(transaction=False)
-        for name, args in batch:
-            getattr(pipe, name)(*args)
-        replies: list[Any] = pipe.execute()
-        return replies
+        try:
+            client = self._sync()
+            if len(batch) == 1:
+                name, args = batch[0]
+                try:
+                    return [getattr(client, name)(*args)]
+                except Exception as exc:  # a WRONGTYPE reply is an answer, not a failure
+                    return [reply(exc)]
+            pipe = client.pipeline(transaction=False)
+            for name, args in batch:
+                getattr(pipe, name)(*args)
+            return [reply(r) for r in pipe.execute(raise_on_error=False)]
+        except Exception as exc:
+            translated = self._translated(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
 
     async def _asend(self, batch: list[Command]) -> list[Any]:
-        client = self._async()
-        if len(batch) == 1:
-            name, args = batch[0]
-            return [await getattr(client, name)(*args)]
-        pipe = client.pipeline(transaction=False)
-        for name, args in batch:
-            getattr(pipe, name)(*args)
-        replies: list[Any] = await pipe.execute()
-        return replies
+        try:
+            client = self._async()
+            if len(batch) == 1:
+                name, args = batch[0]
+                try:
+                    return [await getattr(client, name)(*args)]
+                except Exception as exc:
+                    return [reply(exc)]
+            pipe = client.pipeline(transaction=False)
+            for name, args in batch:
+                getattr(pipe, name)(*args)
+            return [reply(r) for r in await pipe.execute(raise_on_error=False)]
+        except Exception as exc:
+            translated = self._translated(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    def _translated(self, error: Exception) -> Exception:
+        """What an operation sees of a failed round trip: ``StoreUnavailable``, except for
+        calls redis-py itself refused (``Kind.BUG``: a programming error, left as it is). An
+        exception redis-py did not mean to raise (an internal race while a node fails, seen
+        as an ``AttributeError`` in redis.asyncio's Cluster client) is an outage too, logged
+        with its traceback."""
+        if isinstance(error, StoreUnavailable):
+            return error
+        kind = classify(error)
+        if kind is Kind.BUG:
+            return error
+        if kind is None:
+            logger.error("sessionkit: redis-py failed with an unexpected %s talking to %s; "
+                         "answered as an outage", type(error).__name__, self.name,
+                         exc_info=error)
+        return unavailable(self.name, error)
 
     def close(self) -> None:
-        if self._sync_client is not None:
-            self._sync_client.close()
-            self._sync_client = None
+        if self._watcher is not None:
+            self._watcher.stop()
+        with self._sync_lock:
+            client, self._sync_client = self._sync_client, None
+        if client is not None and self._owns_clients:
+            client.close()
 
     async def aclose(self) -> None:
+        if self._watcher is not None:
+            await asyncio.to_thread(self._watcher.stop)
         client = self._async_clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
+        if client is not None and self._owns_clients:
             await _close_async(client)
 
     # --- operations (no I/O: they yield commands) -----------------------------------------
@@ -237,15 +238,15 @@ class RedisStore(CommandStore[list[Command]]):
         that refuses ``CONFIG`` (managed Redis) is not checked."""
         self._policy_checked = True
         try:
-            [reply] = yield [("config_get", ("maxmemory-policy",))]
-        except redis.exceptions.ResponseError:
+            [answer] = yield [("config_get", ("maxmemory-policy",))]
+        except Refused:
             logger.debug("sessionkit: %s refuses CONFIG GET; eviction policy not checked",
                          self.name)
             return None
         except BaseException:
             self._policy_checked = False  # not reachable yet: check on the next operation
             raise
-        policy = _eviction_policy(reply)
+        policy = _eviction_policy(answer)
         if policy is not None and policy != "noeviction":
             logger.warning(
                 "sessionkit: %s has maxmemory-policy %s: when it reaches maxmemory it evicts "
@@ -262,14 +263,11 @@ class RedisStore(CommandStore[list[Command]]):
         return f"{self.prefix}user:{user_id}"
 
     def load(self, op: Load) -> Steps[Record | None]:
-        try:
-            [raw] = yield [("hgetall", (self._key(op.key),))]
-        except redis.exceptions.ResponseError:  # not a hash: not ours, never trusted
-            raw = {b"?": b"?"}
+        [raw] = yield [("hgetall", (self._key(op.key),))]
         if not raw:
             return None
-        record = _parse(raw)
-        if record is None:
+        record = None if raw is NOT_OURS else _parse(raw)
+        if record is None:  # not a hash, or not one of ours: never trusted
             logger.error("sessionkit: unreadable session record in %s; ignoring it", self.name)
         return record
 
@@ -286,7 +284,7 @@ class RedisStore(CommandStore[list[Command]]):
         if op.if_absent:  # atomically: only one of two concurrent movers may write
             flat = [item for pair in mapping.items() for item in pair]
             [created] = yield [("eval", (_CREATE_IF_ABSENT, 1, key, ttl, *flat))]
-            if not created:
+            if created != 1:
                 return False
             batch: list[Command] = []
         else:  # store keys are HMACs of 256 random bits: a new one never exists already
@@ -316,6 +314,8 @@ class RedisStore(CommandStore[list[Command]]):
         if op.set_user and op.user_id is not None:
             batch += self._bind(op.user_id, op.key, op.absolute)
         replies = yield batch
+        if replies[0] is NOT_OURS:  # the key holds something else: no session of ours
+            return False
         if replies[0] == len(mapping):  # every field was new: the session had been destroyed
             yield [("delete", (key,))]
             return False
@@ -328,6 +328,8 @@ class RedisStore(CommandStore[list[Command]]):
             ("hset", (key, None, None, mapping)),
             ("pexpire", (key, _ms(op.expires_at - op.now))),
         ]
+        if replies[0] is NOT_OURS:
+            return False
         if replies[0] == len(mapping):
             yield [("delete", (key,))]
             return False
@@ -340,7 +342,7 @@ class RedisStore(CommandStore[list[Command]]):
     def delete_user(self, op: DeleteUser) -> Steps[int]:
         user_key = self._user_key(op.key)
         [members] = yield [("smembers", (user_key,))]
-        if not members:
+        if not members or members is NOT_OURS:
             return 0
         store_keys = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
         owners = yield [("hget", (self._key(k), "u")) for k in store_keys]
@@ -355,10 +357,10 @@ class RedisStore(CommandStore[list[Command]]):
     def iter_records(self, batch: int = 1000) -> Iterator[list[tuple[str, Record]]]:
         """``SCAN`` the prefix (every node of a cluster), then one pipeline of ``HGETALL``s
         per batch."""
-        client = self._sync()
-        users = (self.prefix + "user:").encode()
-        keys: list[bytes] = []
         try:
+            client = self._sync()
+            users = (self.prefix + "user:").encode()
+            keys: list[bytes] = []
             for key in client.scan_iter(match=self.prefix + "*", count=batch,
                                         _type=self.record_type):
                 if not key.startswith(users):
@@ -368,8 +370,11 @@ class RedisStore(CommandStore[list[Command]]):
                     keys = []
             if keys:
                 yield self._fetch(client, keys)
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(self.name, exc) from exc
+        except Exception as exc:
+            translated = self._translated(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
 
     def _fetch(self, client: Any, keys: list[bytes]) -> list[tuple[str, Record]]:
         pipe = client.pipeline(transaction=False)
@@ -377,31 +382,38 @@ class RedisStore(CommandStore[list[Command]]):
             pipe.hgetall(key)
         found = []
         skip = len(self.prefix)
-        for key, raw in zip(keys, pipe.execute(), strict=True):
-            record = _parse(raw) if raw else None
+        for key, raw in zip(keys, pipe.execute(raise_on_error=False), strict=True):
+            value: Any = reply(raw)
+            record = _parse(value) if value and value is not NOT_OURS else None
             if record is not None:
                 found.append((key.decode()[skip:], record))
         return found
 
     def put_records(self, items: list[tuple[str, Record]], absolute: float) -> int:
-        """A batch in one pipeline of create-if-absent scripts, then one of user bindings."""
-        client = self._sync()
-        creates, binds = client.pipeline(transaction=False), client.pipeline(transaction=False)
-        for key, record in items:
-            [(name, args)] = next(self.create(Create(key, record, absolute, if_absent=True)))
-            getattr(creates, name)(*args)
+        """A batch in one pipeline of create-if-absent scripts, then one of user bindings
+        (a Cluster's pipelines run no scripts: there, one operation per record)."""
         try:
-            replies = creates.execute()
+            client = self._sync()
+            if isinstance(client, redis.cluster.RedisCluster):
+                return super().put_records(items, absolute)
+            creates = client.pipeline(transaction=False)
+            binds = client.pipeline(transaction=False)
+            for key, record in items:
+                [(name, args)] = next(self.create(Create(key, record, absolute, if_absent=True)))
+                getattr(creates, name)(*args)
             created = 0
-            for (key, record), reply in zip(items, replies, strict=True):
-                if reply == 1:
+            for (key, record), answer in zip(items, creates.execute(), strict=True):
+                if answer == 1:
                     created += 1
                     for name, args in self._bind(record.user_id, key, absolute) if (
                             record.user_id is not None) else ():
                         getattr(binds, name)(*args)
             binds.execute()
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(self.name, exc) from exc
+        except Exception as exc:
+            translated = self._translated(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
         return created
 
     def _bind(self, user_id: str, store_key: str, absolute: float) -> list[Command]:
@@ -409,11 +421,11 @@ class RedisStore(CommandStore[list[Command]]):
         return [("sadd", (user_key, store_key)), ("pexpire", (user_key, _ms(absolute)))]
 
 
-def _eviction_policy(reply: Any) -> str | None:
+def _eviction_policy(answer: Any) -> str | None:
     """The ``maxmemory-policy`` in a ``CONFIG GET`` reply (a cluster answers per node)."""
-    if not isinstance(reply, dict):
+    if not isinstance(answer, dict):
         return None
-    for name, value in reply.items():
+    for name, value in answer.items():
         if isinstance(value, dict):
             found = _eviction_policy(value)
             if found is not None:
@@ -441,99 +453,11 @@ def _parse(raw: dict[bytes, bytes]) -> Record | None:
             0,
             instance.decode() if instance is not None else None,
         )
-    except (KeyError, ValueError, UnicodeDecodeError):
+    except (KeyError, ValueError, UnicodeDecodeError, AttributeError):
         return None
-
-
-# --- connection factories ------------------------------------------------------------------
-def _hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
-    hosts = []
-    for item in netloc.rsplit("@", 1)[-1].split(","):
-        host, _, port = item.strip().rpartition(":")
-        if not host:
-            host, port = port, ""
-        hosts.append((host.strip("[]") or "localhost", int(port or default_port)))
-    return hosts
-
-
-def _credentials(netloc: str) -> dict[str, str]:
-    if "@" not in netloc:
-        return {}
-    userinfo = netloc.rsplit("@", 1)[0]
-    user, _, password = userinfo.partition(":")
-    found = {}
-    if user:
-        found["username"] = unquote(user)
-    if password:
-        found["password"] = unquote(password)
-    return found
-
-
-def _client_options(query: dict[str, str]) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for name, value in query.items():
-        if name in ("socket_timeout", "socket_connect_timeout"):
-            options[name] = float(value)
-        elif name in ("ssl",):
-            options[name] = value.lower() in ("1", "true", "yes")
-        elif name == "sentinel_password":
-            continue
-        else:
-            raise ConfigError(
-                f"unknown option {name!r} in a redis+sentinel/redis+cluster URL; valid: "
-                f"key_prefix, socket_timeout, socket_connect_timeout, ssl, sentinel_password"
-            )
-    return options
-
-
-def _sentinel_factories(
-    parts: Any, query: dict[str, str]
-) -> tuple[Callable[[], Any], Callable[[], Any]]:
-    """``redis+sentinel://[user:password@]host:26379[,host2:26379]/<service>[/<db>]``"""
-    path = [p for p in parts.path.split("/") if p]
-    if not path:
-        raise ConfigError(
-            "redis+sentinel URL needs the master's service name: "
-            "redis+sentinel://host:26379/mymaster/0"
-        )
-    service, db = path[0], int(path[1]) if len(path) > 1 else 0
-    hosts = _hosts(parts.netloc, 26379)
-    options = {**_client_options(query), **_credentials(parts.netloc), "db": db}
-    sentinel_options = {k: v for k, v in options.items() if k.startswith("socket")}
-    if "sentinel_password" in query:
-        sentinel_options["password"] = query["sentinel_password"]
-
-    def factory(sentinel_class: Any) -> Callable[[], Any]:
-        def make() -> Any:
-            sentinel = sentinel_class(hosts, sentinel_kwargs=sentinel_options, **options)
-            return sentinel.master_for(service)
-
-        return make
-
-    return factory(redis.sentinel.Sentinel), factory(redis.asyncio.sentinel.Sentinel)
-
-
-def _cluster_factories(
-    parts: Any, query: dict[str, str]
-) -> tuple[Callable[[], Any], Callable[[], Any]]:
-    """``redis+cluster://[user:password@]host:port[,host2:port]``"""
-    hosts = _hosts(parts.netloc, 6379)
-    options = {**_client_options(query), **_credentials(parts.netloc)}
-
-    def factory(module: Any) -> Callable[[], Any]:
-        def make() -> Any:
-            nodes = [module.ClusterNode(h, p) for h, p in hosts]
-            return module.RedisCluster(startup_nodes=nodes, **options)
-
-        return make
-
-    return factory(redis.cluster), factory(redis.asyncio.cluster)
 
 
 async def _close_async(client: Any) -> None:
     close: Callable[[], Awaitable[None]] | None = getattr(client, "aclose", None)
     if close is not None:
         await close()
-
-
-__all__: Sequence[str] = ["RedisStore"]
