@@ -436,9 +436,9 @@ def postgres_fill_expired(connection: Any, count: int, now: float) -> None:
     ids spread like store keys, expiries spread over the ten days before the last hour."""
     import sqlalchemy as sa
 
-    from sessionkit.stores.sql import _encode_fields
+    from sessionkit.stores.sql import encode_fields
 
-    data = _encode_fields({
+    data = encode_fields({
         "user": encode_value("user", {"id": 1234567, "name": "user-1234567"}),
         "cart": _CART_TEMPLATE,
     })

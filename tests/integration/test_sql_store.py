@@ -520,8 +520,13 @@ def test_an_unreachable_database_is_store_unavailable_without_the_password(
 
 
 def test_an_error_that_quotes_the_password_is_redacted() -> None:
-    store = SQLStore.from_url(f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:1/test")
-    error = store._unavailable(OSError(f"authentication for postgres:{PASSWORD} failed"))
+    """The store's outage errors hide the URL's secrets even where the driver quotes them."""
+    from sessionkit.redact import url_secrets
+
+    url = f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:1/test"
+    store = SQLStore.from_url(url)
+    error = StoreUnavailable(store.name, OSError(f"authentication for postgres:{PASSWORD} failed"),
+                             hide=url_secrets(url))
     assert PASSWORD not in str(error)
     assert "authentication for postgres:*** failed" in str(error)
 

@@ -34,7 +34,7 @@ from sessionkit.ids import SessionIds
 from sessionkit.redact import redact_url, scrub, url_secrets
 from sessionkit.stores.memory import MemoryStore
 from sessionkit.stores.redis.store import _parse as parse_redis_record
-from sessionkit.stores.sql import SQLStore, _decode_fields
+from sessionkit.stores.sql import SQLStore, decode_fields
 from tests.apps import make
 from tests.security.hostile import (
     ANY_CHAR,
@@ -251,7 +251,7 @@ def test_sql_record_decoder(choice: int, blob: bytes) -> None:
     with bounded():
         record = SQL._record(row)  # type: ignore[arg-type]
     if record is not None:
-        assert fmt == 1 and record.fields == _decode_fields(data)
+        assert fmt == 1 and record.fields == decode_fields(data)
         assert all(isinstance(v, str) for v in record.fields.values())
 
 
