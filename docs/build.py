@@ -100,6 +100,8 @@ def build(out: Path) -> list[Path]:
                           footer_text="sessionkit", search=True)
     with warnings.catch_warnings():  # a package without __all__ walks its modules too
         warnings.filterwarnings("ignore", "The module specification .* already been added")
+        # A TypedDict's inherited keys (the middleware's options extend the settings).
+        warnings.filterwarnings("ignore", "Cannot determine where .* is taken from")
         pdoc.pdoc(*api_modules(), output_directory=out / "api")
     written.extend(sorted((out / "api").rglob("*.html")))
     return written

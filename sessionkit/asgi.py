@@ -14,10 +14,10 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Literal, Unpack
 
 from ._http import UNAVAILABLE_BODY, add_vary_cookie, unavailable
-from .config import MIN_SECRET_BYTES, SessionConfig
+from .config import MIN_SECRET_BYTES, SessionConfig, SessionOptions
 from .cookies import CookieStyle
 from .engine import SessionEngine
 from .errors import SessionKitError, StoreUnavailable
@@ -33,6 +33,18 @@ logger = logging.getLogger("sessionkit")
 #: Starlette's ``SessionMiddleware`` arguments -> sessionkit settings.
 _STARLETTE_ARGUMENTS = ("session_cookie", "max_age", "path", "same_site", "https_only",
                         "domain", "partitioned")
+
+
+class MiddlewareOptions(SessionOptions, total=False):
+    """sessionkit's settings, and Starlette's ``SessionMiddleware`` arguments."""
+
+    session_cookie: str
+    max_age: int | None
+    path: str
+    same_site: Literal["lax", "strict", "none"]
+    https_only: bool
+    domain: str | None
+    partitioned: bool
 
 
 def _cookie_header(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -58,14 +70,15 @@ class SessionMiddleware:
         config: SessionConfig | str | None = None,
         *,
         engine: SessionEngine | None = None,
-        **kwargs: Any,
+        **options: Unpack[MiddlewareOptions],
     ) -> None:
         self.app = app
         self.error: SessionKitError | None = None
         self.engine: SessionEngine
         try:
             self.engine = engine if engine is not None else SessionEngine(
-                config, cookie_style=CookieStyle.STARLETTE, **_starlette_settings(kwargs))
+                config, cookie_style=CookieStyle.STARLETTE,
+                **_starlette_settings(dict(options)))
         except SessionKitError as error:
             if not _in_event_loop():
                 raise

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, TypedDict
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
@@ -402,6 +402,47 @@ class SessionConfig:
             raise ConfigError(f"config must be a SessionConfig or a store URL, not {config!r}")
         return dataclasses.replace(config, **kwargs) if kwargs else config
 
+
+
+class SessionOptions(TypedDict, total=False):
+    """The settings as keyword arguments (``SessionEngine(**options)``, the middlewares,
+    ``SessionKit``): the fields of ``SessionConfig``, typed, so that an editor or mypy catches a
+    misspelt or mistyped option before it reaches the ``ConfigError`` at startup."""
+
+    store: str | Store
+    secret_key: str | bytes | Sequence[str | bytes] | None
+    cookie_name: str
+    cookie_path: str
+    cookie_domain: str | None
+    cookie_secure: bool | Literal["auto"]
+    cookie_httponly: bool
+    cookie_samesite: SameSite | None
+    cookie_partitioned: bool
+    cookie_persistent: bool
+    cookie_max_age: Duration | None
+    cookie_refresh: bool
+    idle_timeout: Duration
+    absolute_timeout: Duration
+    instance_id: str | None
+    retry_after: int
+    on_affinity_miss: Literal["new-session", "fallback"]
+    fallback_store: str | None
+    drain_to: str | None
+    drain_timeout: Duration
+    route_cookie: str | None
+    debug_header: bool
+    revocation_store: str | None
+    migrate_from: str | None
+    migrate_secret_key: str | bytes | Sequence[str | bytes] | None
+    migrate_max_age: Duration | None
+    migrate_cookie_name: str | None
+    migrate_hook: Callable[[Any], None] | None
+    near_cache: bool
+    near_cache_size: int
+    near_cache_max_age: Duration
+    jwt_private_key: str | bytes | None
+    jwt_public_keys: Sequence[str | bytes] | None
+    clock: Callable[[], float] | None
 
 def _check_store_url(url: object, name: str) -> None:
     """Refuse at once what a store URL shows wrong by itself: not a URL, a scheme no store

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
-from starlette.requests import HTTPConnection
-
+from ._extras import missing_extra
 from .session import Session
+
+try:
+    from fastapi import Depends
+    from starlette.requests import HTTPConnection
+except ModuleNotFoundError as exc:  # pragma: no cover  (the release check imports it so)
+    raise missing_extra(exc, "fastapi", "sessionkit.fastapi") from None
 
 
 def get_session(connection: HTTPConnection) -> Session:

@@ -17,14 +17,19 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import Any, Unpack
 
-from flask import Flask, Response, current_app, request
-from flask.sessions import SessionInterface, SessionMixin
+from ._extras import missing_extra
+
+try:
+    from flask import Flask, Response, current_app, request
+    from flask.sessions import SessionInterface, SessionMixin
+except ModuleNotFoundError as exc:  # pragma: no cover  (the release check imports it so)
+    raise missing_extra(exc, "flask", "sessionkit.flask") from None
 
 from . import peers
 from ._http import UNAVAILABLE_BODY, add_vary_cookie, unavailable
-from .config import MIN_SECRET_BYTES, SessionConfig
+from .config import MIN_SECRET_BYTES, SessionConfig, SessionOptions
 from .cookies import CookieSettings, CookieStyle, CookieWriter
 from .engine import SessionEngine
 from .errors import ConfigError, StoreUnavailable
@@ -136,10 +141,11 @@ class SessionKit:
     """
 
     def __init__(
-        self, app: Flask | None = None, config: SessionConfig | str | None = None, **kwargs: Any
+        self, app: Flask | None = None, config: SessionConfig | str | None = None,
+        **options: Unpack[SessionOptions],
     ) -> None:
         self._config = config
-        self._kwargs = kwargs
+        self._kwargs: dict[str, Any] = dict(options)
         self._engine: SessionEngine | None = None
         self._explicit: frozenset[str] = frozenset()
         self._own_secret = False

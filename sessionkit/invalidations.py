@@ -29,7 +29,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-import redis
+from ._extras import missing_extra
+
+try:
+    import redis
+except ModuleNotFoundError as exc:  # pragma: no cover  (the release check imports it so)
+    raise missing_extra(exc, "redis", "sessionkit.invalidations") from None
 
 from .stores.base import Load, Record, Store
 from .stores.redis.connect import OWN_OPTIONS

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, Unpack
 
 from ._http import UNAVAILABLE_BODY, add_vary_cookie, unavailable
-from .config import SessionConfig
+from .config import SessionConfig, SessionOptions
 from .engine import SessionEngine
 from .errors import StoreUnavailable
 from .session import Session, UnavailableSession
@@ -27,10 +27,10 @@ class SessionMiddleware:
         config: SessionConfig | str | None = None,
         *,
         engine: SessionEngine | None = None,
-        **kwargs: Any,
+        **options: Unpack[SessionOptions],
     ) -> None:
         self.app = app
-        self.engine = engine if engine is not None else SessionEngine(config, **kwargs)
+        self.engine = engine if engine is not None else SessionEngine(config, **options)
         self.engine.lifecycle.install_exit_hooks()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from datetime import timedelta
 
 import pytest
@@ -161,3 +162,36 @@ def test_instance_id_is_opaque_only_where_nothing_routes_on_it() -> None:
     assert instance_id_for("web-1", routes=False, secret_keys=keys, environ=env) == "web-1"
     assert instance_id_for(None, routes=False, secret_keys=keys,
                            environ={**env, "SESSIONKIT_INSTANCE_ID": "web-2"}) == "web-2"
+
+
+def test_the_typed_options_are_exactly_the_settings() -> None:
+    import dataclasses
+    from typing import get_type_hints
+
+    from sessionkit.config import SessionOptions
+
+    assert set(get_type_hints(SessionOptions)) == {
+        f.name for f in dataclasses.fields(SessionConfig)}
+
+
+@pytest.mark.slow
+def test_mypy_catches_a_misspelt_or_mistyped_option(tmp_path: Path) -> None:
+    from mypy import api
+
+    program = tmp_path / "app.py"
+    program.write_text(
+        "from typing import Any\n"
+        "from sessionkit.asgi import SessionMiddleware\n"
+        "from sessionkit.flask import SessionKit\n"
+        "from sessionkit.wsgi import SessionMiddleware as WsgiMiddleware\n"
+        "async def app(scope: Any, receive: Any, send: Any) -> None: ...\n"
+        "SessionMiddleware(app, secret_key='k', idle_timout='1h')\n"
+        "SessionKit(None, cookie_httponly='yes please')\n"
+        "WsgiMiddleware(lambda e, s: [], retry_after='soon')\n"
+        "SessionMiddleware(app, max_age=3600, same_site='lax')\n")
+    out, _, status = api.run([str(program), "--no-incremental", "--ignore-missing-imports"])
+    assert status == 1
+    assert 'app.py:6: error: Unexpected keyword argument "idle_timout"' in out
+    assert 'app.py:7: error: Argument "cookie_httponly" to "SessionKit" has incompatible' in out
+    assert 'app.py:8: error: Argument "retry_after" to "SessionMiddleware" has incompatible' in out
+    assert "Found 3 errors" in out  # Starlette's own arguments (line 9) type-check
