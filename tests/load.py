@@ -8,6 +8,7 @@ session. Every answer is checked as it arrives: a 500 is never allowed, and a 50
 
 from __future__ import annotations
 
+import http.cookiejar
 import threading
 import time
 from collections import Counter
@@ -56,11 +57,16 @@ class Load:
 
     @property
     def http(self) -> httpx2.Client:
-        """One client for all (it is thread-safe; making one per thread costs ~0.1 s each)."""
+        """One client for all (it is thread-safe; making one per thread costs ~0.1 s each).
+        It keeps no cookies: each simulated browser sends its own, and a shared jar would
+        hand one browser's cookie to another's first request."""
         if self._http is None:
             limits = httpx2.Limits(max_connections=self.clients + 8,
                                    max_keepalive_connections=self.clients + 8)
-            self._http = httpx2.Client(base_url=self.base, timeout=30, limits=limits)
+            no_jar = http.cookiejar.CookieJar(
+                policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+            self._http = httpx2.Client(base_url=self.base, timeout=30, limits=limits,
+                                       cookies=no_jar)
         return self._http
 
     def open_sessions(self) -> None:
@@ -70,6 +76,7 @@ class Load:
         def first(client: Client) -> None:
             response = self.http.post(f"/set/c{client.number}-init")
             assert response.status_code == 200, response.text
+            assert response.request.headers.get("cookie") is None  # a browser's first visit
             client.cookie = response.headers["set-cookie"].split(";")[0]
             client.acknowledged.append(f"c{client.number}-init")
 
