@@ -51,6 +51,21 @@ FIXED = Fixed(user="user-0001", cart=list(CART))
 
 
 # --- Flask ------------------------------------------------------------------------------------
+def _no_sessions() -> Any:
+    """The no-session baseline's interface: Flask opens nothing (its null session) and saves
+    nothing, so the baseline pays for no cookie session either."""
+    from flask.sessions import SessionInterface
+
+    class NoSessions(SessionInterface):
+        def open_session(self, app: Any, request: Any) -> None:
+            return None
+
+        def save_session(self, app: Any, session: Any, response: Any) -> None:
+            return None
+
+    return NoSessions()
+
+
 def _flask(configure: Callable[[Any], None] | None) -> Any:
     from flask import Flask, Response, session
 
@@ -58,6 +73,8 @@ def _flask(configure: Callable[[Any], None] | None) -> Any:
     app.config.update(SECRET_KEY=KEY, SESSION_COOKIE_SECURE=False)
     if configure is not None:
         configure(app)
+    else:  # no sessions at all: not even Flask's cookie session looking for its cookie
+        app.session_interface = _no_sessions()
     store: Callable[[], Session] = (lambda: session) if configure else (lambda: FIXED)
 
     def reply(data: dict[str, Any]) -> Response:

@@ -23,11 +23,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import processes
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT = ["flask/none", "flask/sessionkit-memory", "flask/sessionkit-redis",
-           "flask/flask-session-redis", "flask/sessionkit-jwt", "flask/flask-cookie",
-           "fastapi/none", "fastapi/sessionkit-memory", "fastapi/sessionkit-redis",
-           "fastapi/starsessions-redis", "fastapi/sessionkit-jwt", "fastapi/starlette-cookie"]
+DEFAULT = ["flask/none", "flask/sessionkit-memory", "flask/sessionkit-hybrid",
+           "flask/sessionkit-redis", "flask/flask-session-redis", "flask/sessionkit-jwt",
+           "flask/flask-cookie",
+           "fastapi/none", "fastapi/sessionkit-memory", "fastapi/sessionkit-hybrid",
+           "fastapi/sessionkit-redis", "fastapi/starsessions-redis", "fastapi/sessionkit-jwt",
+           "fastapi/starlette-cookie"]
 PEERS = {"flask/sessionkit-memory": "flask/none", "fastapi/sessionkit-memory": "fastapi/none",
+         "flask/sessionkit-hybrid": "flask/sessionkit-redis",
+         "fastapi/sessionkit-hybrid": "fastapi/sessionkit-redis",
          "flask/sessionkit-redis": "flask/flask-session-redis",
          "fastapi/sessionkit-redis": "fastapi/starsessions-redis",
          "flask/sessionkit-jwt": "flask/flask-cookie",
@@ -45,10 +49,10 @@ driver.run(plan(n, 100, start=300))
 """
 
 
-def instructions(variant: str, requests: int, redis_url: str) -> int:
+def instructions(variant: str, requests: int, redis_url: str, out: str = "/dev/null") -> int:
     code = CHILD.format(root=str(ROOT))
     done = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
          "-c", code, variant, str(requests), redis_url],
         capture_output=True, text=True, timeout=1800, check=True)
     found = re.search(r"Collected : (\d+)", done.stderr)
@@ -61,21 +65,54 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--profile", metavar="VARIANT",
+                        help="per-function breakdown of one variant (callgrind_annotate)")
     parser.add_argument("variants", nargs="*", default=DEFAULT)
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("bench: valgrind is not installed (apt-get install valgrind)")
+    if args.profile:
+        return profile(args.profile, args.requests)
     found: dict[str, float] = {}
     with processes.private_redis() as url:
         for variant in args.variants:
             base = instructions(variant, 0, url)
             found[variant] = (instructions(variant, args.requests, url) - base) / args.requests
             print(f"{variant}: {found[variant]:,.0f} instructions/request", flush=True)
-    print(f"\n{'app':<30} {'instructions/request':>21} {'peer':<28} {'peer/sessionkit':>16}")
+    print(table(found))
+    return 0
+
+
+def table(found: dict[str, float]) -> str:
+    """Instructions per request, the session layer's own share (above the same framework with
+    no sessions), and the ratio to each pair's peer (by layer: what no harness dilutes)."""
+    lines = [f"\n{'app':<28} {'instr/request':>14} {'layer':>10} {'peer':<28} "
+             f"{'peer/ours (total)':>18} {'peer/ours (layer)':>18}"]
     for variant, count in found.items():
+        none = found.get(variant.split("/")[0] + "/none")
+        layer = count - none if none is not None and not variant.endswith("/none") else None
         peer = PEERS.get(variant, "")
-        ratio = f"{found[peer] / count:>16.2f}" if peer in found else ""
-        print(f"{variant:<30} {count:>21,.0f} {peer:<28} {ratio}")
+        total_ratio = layer_ratio = ""
+        if peer in found:
+            total_ratio = f"{found[peer] / count:.2f}"
+            peer_layer = found[peer] - none if none is not None else None
+            if layer and peer_layer is not None and not peer.endswith("/none"):
+                layer_ratio = f"{peer_layer / layer:.2f}"
+        lines.append(f"{variant:<28} {count:>14,.0f} "
+                     f"{'' if layer is None else f'{layer:,.0f}':>10} {peer:<28} "
+                     f"{total_ratio:>18} {layer_ratio:>18}")
+    return "\n".join(lines)
+
+
+def profile(variant: str, requests: int) -> int:
+    """The functions that cost the most in ``variant``, inclusive, from callgrind's output."""
+    out = ROOT / f"callgrind.{variant.replace('/', '-')}.out"
+    with processes.private_redis() as url:
+        instructions(variant, requests, url, str(out))
+    annotated = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(out)],
+                               capture_output=True, text=True, check=True).stdout
+    print("\n".join(annotated.splitlines()[:80]))
+    print(f"\n(full output: {out})")
     return 0
 
 

@@ -18,15 +18,24 @@ from __future__ import annotations
 
 import base64
 import json
+import math
+import re
 import uuid
 from datetime import datetime
 from typing import Any
+
+try:  # the fast codec (the ``fast`` extra); the standard library's json otherwise
+    import orjson as _orjson
+except ImportError:  # pragma: no cover  (exercised by the release check's core profile)
+    _orjson = None
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _ascii_encoder = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
 _decoder = json.JSONDecoder()
 
-_NATIVE = frozenset({str, int, float, bool, type(None)})
+_NATIVE = frozenset({str, int, bool, type(None)})
+#: An integer orjson would read as a float (it has 64 bits): such texts go to ``json``.
+_LONG_INTEGER = re.compile(r"\d{19}")
 _ESCAPED_DICT = " di"
 _ESCAPE_SUFFIX = "~"
 #: What marks a value as tagged in its text (a one-key object whose key starts with a space).
@@ -57,10 +66,12 @@ _DECODERS: dict[str, Any] = {
 
 
 def _is_plain(value: Any) -> bool:
-    """True when the JSON encoder writes ``value`` exactly (no tags needed)."""
+    """True when the JSON encoder writes ``value`` exactly (no tags needed, no NaN)."""
     kind = type(value)
     if kind in _NATIVE:
         return True
+    if kind is float:
+        return math.isfinite(value)
     if kind is list:
         return all(type(item) in _NATIVE or _is_plain(item) for item in value)
     if kind is dict:
@@ -75,7 +86,7 @@ def _is_plain(value: Any) -> bool:
 def _tag(value: Any) -> Any:
     """``value`` as plain JSON values, with tags for the extra types."""
     kind = type(value)
-    if kind in _NATIVE:
+    if kind in _NATIVE or kind is float:
         return value
     if kind is list:
         return [_tag(item) for item in value]
@@ -103,8 +114,14 @@ def _tag(value: Any) -> Any:
 
 def encode_value(key: str, value: Any) -> str:
     """The canonical text of one session value; a clear ``TypeError`` names the key."""
+    plain = _is_plain(value)
+    if plain and _orjson is not None:
+        try:  # the same JSON: orjson refuses what json would write otherwise (big integers,
+            return _orjson.dumps(value).decode()  # non-str keys, lone surrogates)
+        except TypeError:
+            pass
     try:
-        text = _encoder.encode(value if _is_plain(value) else _tag(value))
+        text = _encoder.encode(value if plain else _tag(value))
         if not text.isascii():
             try:
                 text.encode("utf-8")
@@ -150,6 +167,11 @@ def decode_value(text: str) -> Any:
     """The value of a stored text (``ValueError`` if it is not JSON)."""
     if _TAG_MARK in text:
         return _tagged_decoder.decode(text)
+    if _orjson is not None and not _LONG_INTEGER.search(text):
+        try:
+            return _orjson.loads(text)
+        except ValueError:  # not JSON, or JSON orjson refuses (an escaped lone surrogate):
+            pass  # json decides, and raises its own ValueError for what is not JSON
     return _decoder.decode(text)
 
 
