@@ -24,6 +24,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+_orjson: Any
 try:  # the fast codec (the ``fast`` extra); the standard library's json otherwise
     import orjson as _orjson
 except ImportError:  # pragma: no cover  (exercised by the release check's core profile)
