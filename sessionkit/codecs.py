@@ -118,9 +118,11 @@ def encode_value(key: str, value: Any) -> str:
     plain = _is_plain(value)
     if plain and _orjson is not None:
         try:  # the same JSON: orjson refuses what json would write otherwise (big integers,
-            return _orjson.dumps(value).decode()  # non-str keys, lone surrogates)
+            fast: bytes = _orjson.dumps(value)  # non-str keys, lone surrogates)
         except TypeError:
             pass
+        else:
+            return fast.decode()
     try:
         text = _encoder.encode(value if plain else _tag(value))
         if not text.isascii():
