@@ -88,6 +88,9 @@ DRIVER_OPTIONS: dict[str, Callable[[str], Any]] = {
     "max_connections": int,
     "client_name": str,
     "protocol": int,
+    # Credentials may come in the query as well as in the user info, as redis-py allows.
+    "username": str,
+    "password": str,
     "ssl_cert_reqs": str,
     "ssl_ca_certs": str,
     "ssl_certfile": str,
@@ -99,7 +102,7 @@ PLAIN_OPTIONS: dict[str, Callable[[str], Any]] = {"db": int}
 SENTINEL_OPTIONS: dict[str, Callable[[str], Any]] = {
     "ssl": _flag, "sentinel_username": str, "sentinel_password": str,
 }
-SECRET_OPTIONS = frozenset({"sentinel_password"})
+SECRET_OPTIONS = frozenset({"password", "sentinel_password"})
 CLUSTER_OPTIONS: dict[str, Callable[[str], Any]] = {
     "ssl": _flag, "require_full_coverage": _flag, "reinitialize_steps": int,
     "dynamic_startup_nodes": _flag,
