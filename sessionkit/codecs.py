@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import re
 import uuid
 from datetime import datetime
 from typing import Any
@@ -35,8 +34,8 @@ _ascii_encoder = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allo
 _decoder = json.JSONDecoder()
 
 _NATIVE = frozenset({str, int, bool, type(None)})
-#: An integer orjson would read as a float (it has 64 bits): such texts go to ``json``.
-_LONG_INTEGER = re.compile(r"\d{19}")
+#: orjson reads an integer beyond 64 bits as a float: one this large goes back to ``json``.
+_BIG = 2.0**63
 _ESCAPED_DICT = " di"
 _ESCAPE_SUFFIX = "~"
 #: What marks a value as tagged in its text (a one-key object whose key starts with a space).
@@ -170,12 +169,27 @@ def decode_value(text: str) -> Any:
     """The value of a stored text (``ValueError`` if it is not JSON)."""
     if _TAG_MARK in text:
         return _tagged_decoder.decode(text)
-    if _orjson is not None and not _LONG_INTEGER.search(text):
+    if _orjson is not None:
         try:
-            return _orjson.loads(text)
+            value = _orjson.loads(text)
         except ValueError:  # not JSON, or JSON orjson refuses (an escaped lone surrogate):
             pass  # json decides, and raises its own ValueError for what is not JSON
+        else:
+            if _exact(value):
+                return value
     return _decoder.decode(text)
+
+
+def _exact(value: Any) -> bool:
+    """No float orjson may have made of an integer beyond 64 bits (json keeps it an int)."""
+    kind = type(value)
+    if kind is str:
+        return True
+    if kind is list:
+        return all(type(item) is str or _exact(item) for item in value)
+    if kind is dict:
+        return all(type(item) is str or _exact(item) for item in value.values())
+    return kind is not float or not (value.is_integer() and abs(value) >= _BIG)
 
 
 __all__ = ["decode_value", "encode_value", "json_text"]
