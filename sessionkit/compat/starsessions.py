@@ -31,6 +31,8 @@ What sessionkit does differently (docs/coming-from-peers.md, the ``starsessions-
   a fresh session with a new id;
 * a session gets its id when it is first saved, at the response: ``get_session_id`` is None
   for a new session and after ``regenerate_session_id`` (which returns None) until then;
+  ``generate_session_id`` and ``get_session_handler`` (the low-level handler, private by its
+  own docstring) have no counterpart;
 * ``serializer``: sessionkit encodes values itself (JSON plus datetime, UUID, bytes, tuple);
 * every session also ends ``absolute_timeout`` (30 days, or the lifetime if longer) after it
   was created, rolling or not.

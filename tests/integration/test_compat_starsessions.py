@@ -356,6 +356,8 @@ def test_arguments_sessionkit_cannot_honour_are_refused() -> None:
     with pytest.raises(compat.ImproperlyConfigured, match="encodes session values itself"):
         compat.SessionMiddleware(app, store=compat.InMemoryStore(),
                                  serializer=starsessions.JsonSerializer())
+    with pytest.raises(compat.ImproperlyConfigured, match="store must be InMemoryStore"):
+        compat.SessionMiddleware(app, store={"kind": "memory"})
     with pytest.raises(compat.ImproperlyConfigured, match="zero"):
         compat.SessionMiddleware(app, store=compat.InMemoryStore(), lifetime=-1)
     with pytest.raises(compat.ImproperlyConfigured, match="'url' or 'connection'"):
@@ -365,6 +367,21 @@ def test_arguments_sessionkit_cannot_honour_are_refused() -> None:
     with pytest.raises(ConfigError, match="secret_key is required"):
         compat.SessionMiddleware(app, store=compat.RedisStore(url="redis://127.0.0.1/0"))
     assert issubclass(compat.ImproperlyConfigured, ConfigError)
+
+
+def test_a_custom_json_encoder_is_named_as_unused(caplog: pytest.LogCaptureFixture) -> None:
+    import json
+
+    from starlette.testclient import TestClient
+
+    compat = library("compat")
+    serializer = compat.JsonSerializer(json_encoder=json.JSONEncoder,
+                                       json_decoder=type("Decoder", (json.JSONDecoder,), {}))
+    with TestClient(shop(compat, compat.InMemoryStore(), serializer=serializer),
+                    base_url=BASE) as client:
+        client.post("/login/ann")
+        assert client.get("/whoami").json()["user"] == "ann"
+    assert "json_encoder/json_decoder are not used" in caplog.text
 
 
 def test_helpers_without_the_middleware_say_so() -> None:
