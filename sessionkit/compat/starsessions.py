@@ -34,8 +34,9 @@ What sessionkit does differently (docs/coming-from-peers.md, the ``starsessions-
   ``generate_session_id`` and ``get_session_handler`` (the low-level handler, private by its
   own docstring) have no counterpart;
 * ``serializer``: sessionkit encodes values itself (JSON plus datetime, UUID, bytes, tuple);
-* every session also ends ``absolute_timeout`` (30 days, or the lifetime if longer) after it
-  was created, rolling or not.
+* a rolling session, or one with ``lifetime=0``, also ends ``absolute_timeout`` (30 days, or
+  the lifetime if longer) after it was created, however often it is used;
+* ``cookie_path=None`` is ``/``, where starsessions takes the app's ``root_path``.
 """
 
 from __future__ import annotations
