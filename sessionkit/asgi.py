@@ -166,11 +166,15 @@ class SessionMiddleware:
 
     async def _fail_startup(self, receive: Receive, send: Send) -> None:
         """A middleware that could not start fails the lifespan startup: the server exits
-        with the error instead of serving 500s."""
+        with the error instead of serving 500s. The error is raised after the report, as
+        Starlette's router does (a test client then raises it instead of waiting for a
+        shutdown that never comes; uvicorn, told of the failure, exits quietly)."""
+        assert self.error is not None
         message = await receive()
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.failed",
                         "message": f"sessionkit: {self.error}"})
+        raise self.error
 
     def _lifespan_send(self, send: Send) -> Send:
         """Drain local sessions (``drain_to``) when the server shuts the app down."""

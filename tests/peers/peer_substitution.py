@@ -21,6 +21,26 @@ import os
 import sys
 from typing import Any
 
+#: starsessions' public names, each with the modules it can be imported from (the package,
+#: and the module that defines it).
+_STARSESSIONS_NAMES: dict[str, tuple[str, ...]] = {
+    "SessionMiddleware": ("starsessions", "starsessions.middleware"),
+    "SessionAutoloadMiddleware": ("starsessions", "starsessions.middleware"),
+    **dict.fromkeys((
+        "load_session", "is_loaded", "get_session_id", "regenerate_session_id",
+        "get_session_metadata", "get_session_remaining_seconds",
+    ), ("starsessions", "starsessions.session")),
+    "SessionStore": ("starsessions", "starsessions.stores", "starsessions.stores.base"),
+    "InMemoryStore": ("starsessions", "starsessions.stores", "starsessions.stores.memory"),
+    "CookieStore": ("starsessions", "starsessions.stores", "starsessions.stores.cookie"),
+    "RedisStore": ("starsessions.stores.redis",),
+    "Serializer": ("starsessions", "starsessions.serializers"),
+    "JsonSerializer": ("starsessions", "starsessions.serializers"),
+    **dict.fromkeys(("SessionError", "SessionNotLoaded", "ImproperlyConfigured"),
+                    ("starsessions", "starsessions.exceptions")),
+    "SessionMetadata": ("starsessions.types",),
+}
+
 #: peer -> [(the peer's object, sessionkit's object)], each as "module:attribute".
 REPLACEMENTS: dict[str, list[tuple[str, str]]] = {
     "starlette": [
@@ -29,9 +49,12 @@ REPLACEMENTS: dict[str, list[tuple[str, str]]] = {
         # directly): under sessionkit's middleware it is sessionkit's Session.
         ("starlette.middleware.sessions:Session", "sessionkit.session:Session"),
     ],
+    # Every public name of starsessions, wherever an app may import it from, is the one of
+    # sessionkit.compat.starsessions: the module such an app imports instead (see
+    # ``_STARSESSIONS_NAMES``).
     "starsessions": [
-        ("starsessions:SessionMiddleware", "sessionkit.asgi:SessionMiddleware"),
-        ("starsessions.middleware:SessionMiddleware", "sessionkit.asgi:SessionMiddleware"),
+        (f"{module}:{name}", f"sessionkit.compat.starsessions:{name}")
+        for name, modules in _STARSESSIONS_NAMES.items() for module in modules
     ],
     # Flask has no session class to swap: every app that has Flask's default cookie session
     # gets ``SessionKit(app)`` (no arguments: only Flask's own config) as it is created; an app
@@ -45,12 +68,10 @@ REPLACEMENTS: dict[str, list[tuple[str, str]]] = {
 UNMAPPED: dict[str, list[str]] = {
     "starlette": [],
     "flask": [],
+    # The low-level session handler (private API, by its own docstring) and starsessions'
+    # id format: sessionkit issues ids of its own, when a session is first saved.
     "starsessions": [
-        "starsessions:SessionAutoloadMiddleware", "starsessions:load_session",
-        "starsessions:is_loaded", "starsessions:get_session_id",
-        "starsessions:regenerate_session_id", "starsessions:get_session_handler",
-        "starsessions:get_session_metadata", "starsessions:get_session_remaining_seconds",
-        "starsessions:InMemoryStore", "starsessions:CookieStore",
+        "starsessions:get_session_handler", "starsessions:generate_session_id",
     ],
 }
 
@@ -127,16 +148,23 @@ def pytest_report_header() -> str:
 
 def pytest_collection_finish(session: Any) -> None:
     """Record which collected test modules hold sessionkit's objects, and any that still hold
-    the peer's own (imported before the substitution: the run would prove nothing)."""
+    the peer's own (imported before the substitution: the run would prove nothing).
+
+    The peer's own package is not looked at: a checkout holds it beside the tests, and its
+    modules keep their references to each other, which no test reaches once the public
+    names are replaced."""
     ours = set()
-    for _, our_name in _evidence["replaced"]:
+    peer_packages = set()
+    for peer_name, our_name in _evidence["replaced"]:
         if our_name.startswith("sessionkit.flask"):  # the Flask hook swaps no module attribute
             continue
         module, attribute = _resolve(our_name)
         ours.add(id(getattr(module, attribute)))
+        peer_packages.add(peer_name.split(".")[0].split(":")[0])
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None) or ""
-        if not path.startswith(str(session.config.rootpath)):
+        if not path.startswith(str(session.config.rootpath)) or (
+                name.split(".")[0] in peer_packages):
             continue
         for attribute, value in list(vars(module).items()):
             if id(value) in ours:
