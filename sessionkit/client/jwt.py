@@ -6,6 +6,10 @@ the absolute timeout runs from it), ``uid`` (the bound user), ``iss``/``aud`` wh
 and the data under ``d``. The token is re-issued when the session changes or once a tenth of
 the idle timeout has passed, never on every response.
 
+``jwt://?encrypted=true`` seals the same claims in an encrypted token instead (JWE, RFC 7516:
+``sessionkit.client.jwe``), so the client cannot read its session; everything else here is
+the same in both forms.
+
 Following RFC 8725: verification pins the configured algorithm (never the token's ``alg``),
 every token names its key (``kid``) and an unknown ``kid`` is rejected, HMAC keys are derived
 from ``secret_key`` (at least 256 bits) and asymmetric keys come as PEM from the config. Keys
@@ -51,7 +55,7 @@ import jwt.algorithms
 
 from ..backend import Backend, Found, Lookup, Miss, Steps
 from ..codecs import json_text
-from ..config import SessionConfig
+from ..config import SessionConfig, parse_bool
 from ..errors import ConfigError
 from ..meta import BOUND
 from ..meta import checked as checked_meta
@@ -69,6 +73,7 @@ from ..stores.base import (
     Record,
     Store,
 )
+from .jwe import EncryptedTokens
 
 logger = logging.getLogger("sessionkit")
 
@@ -109,16 +114,22 @@ _COMPACT_RE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 class JwtOptions:
-    """``jwt://?algorithm=HS256&issuer=...&audience=...&leeway=5``"""
+    """``jwt://?algorithm=HS256&issuer=...&audience=...&leeway=5``, or
+    ``jwt://?encrypted=true&...`` for tokens the client cannot read."""
 
     def __init__(self, url: str) -> None:
         query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
-        unknown = set(query) - {"algorithm", "issuer", "audience", "leeway"}
+        unknown = set(query) - {"algorithm", "issuer", "audience", "leeway", "encrypted"}
         if unknown:
             raise ConfigError(
                 f"unknown option(s) {', '.join(sorted(unknown))} in jwt:// URL; valid: "
-                f"algorithm, issuer, audience, leeway"
+                f"algorithm, issuer, audience, leeway, encrypted"
             )
+        self.encrypted = parse_bool(query.get("encrypted", "false"), "jwt:// option encrypted")
+        if self.encrypted and "algorithm" in query:
+            raise ConfigError(
+                "jwt://?encrypted=true tokens are encrypted with A256KW and A256GCM under keys "
+                "derived from secret_key; drop the algorithm option (it names signatures)")
         self.algorithm = query.get("algorithm", "HS256")
         if self.algorithm not in HMAC_ALGORITHMS + ASYMMETRIC_ALGORITHMS:
             raise ConfigError(
@@ -265,6 +276,9 @@ class JwtBackend(Backend):
         self.options = JwtOptions(config.store if isinstance(config.store, str) else "jwt://")
         self.config = config
         self.keys = JwtKeys(config, self.options.algorithm)
+        #: Seals tokens the client cannot read (``jwt://?encrypted=true``), else None: signed.
+        self.encryption = (EncryptedTokens(config.secret_keys) if self.options.encrypted
+                           else None)
         self.revocation = revocation
         self.io_store = revocation if revocation is not None else _NoRevocation()
         self.public_store = ClientSideStore(self)
@@ -282,10 +296,17 @@ class JwtBackend(Backend):
         self.handle_secrets = config.secret_keys or (root,)
 
     def rekey(self, secret_keys: tuple[bytes, ...]) -> None:
-        """Sign and verify with other secrets from now on (HS algorithms)."""
+        """Sign and verify (or encrypt and decrypt) with other secrets from now on."""
         self.keys = JwtKeys(dataclasses.replace(self.config, secret_key=secret_keys),
                             self.options.algorithm)
+        if self.encryption is not None:
+            self.encryption = EncryptedTokens(secret_keys)
         self._known = _KnownTokens(TOKEN_CACHE_SIZE)
+
+    @property
+    def kid(self) -> str:
+        """The key new tokens are issued under."""
+        return self.encryption.kid if self.encryption is not None else self.keys.kid
 
     # --- reading ----------------------------------------------------------------------------
     def lookup(self, value: str, now: float) -> Steps[Lookup]:
@@ -308,7 +329,7 @@ class JwtBackend(Backend):
                 bound = token.bound_at if token.bound_at is not None else token.created_at
                 if marker is not None and _not_before(marker) >= bound:
                     return NOT_FOUND
-        return Found(record, token.sid, token.sid, None, 0 if token.kid == self.keys.kid else 1)
+        return Found(record, token.sid, token.sid, None, 0 if token.kid == self.kid else 1)
 
     def _decode(self, value: str) -> Token | None:
         token: Token | None = self._known.get(value, _UNKNOWN)
@@ -319,12 +340,36 @@ class JwtBackend(Backend):
 
     def _decode_uncached(self, value: str) -> Token | None:
         """The token if it is authentic, well-formed and for us; None otherwise. Time is
-        judged by the caller, so the answer depends only on the token and can be cached.
+        judged by the caller, so the answer depends only on the token and can be cached."""
+        if len(value) > MAX_TOKEN_LENGTH:
+            return None
+        opened = self._verified(value) if self.encryption is None else self._decrypted(value)
+        if opened is None:
+            return None
+        claims, kid = opened
+        if not isinstance(claims, dict):
+            return None
+        return self._token(claims, kid)
+
+    def _decrypted(self, value: str) -> tuple[Any, str] | None:
+        """The claims of an encrypted token, and its key (``sessionkit.client.jwe``)."""
+        assert self.encryption is not None
+        opened = self.encryption.open(value)
+        if opened is None:
+            return None
+        payload, kid = opened
+        try:
+            return json.loads(payload), kid
+        except (ValueError, RecursionError):
+            return None
+
+    def _verified(self, value: str) -> tuple[Any, str] | None:
+        """The claims of a signed token, and its key.
 
         The compact JWS form is parsed here, strictly (PyJWT's parser re-validates every
         character in Python and dominated the cost of a request); the signature is checked by
         PyJWT's algorithm for the one configured ``alg``."""
-        if len(value) > MAX_TOKEN_LENGTH or not _COMPACT_RE.fullmatch(value):
+        if not _COMPACT_RE.fullmatch(value):
             return None
         header_b64, payload_b64, signature_b64 = value.split(".")
         try:
@@ -345,9 +390,7 @@ class JwtBackend(Backend):
             claims = json.loads(_b64decode(payload_b64))
         except (ValueError, TypeError, RecursionError, jwt.PyJWTError):
             return None
-        if not isinstance(claims, dict):
-            return None
-        return self._token(claims, kid)
+        return claims, kid
 
     def _token(self, claims: dict[str, Any], kid: str) -> Token | None:
         times = [claims.get(n) for n in ("exp", "nbf", "iat", "ct")]
@@ -459,8 +502,8 @@ class JwtBackend(Backend):
         return self._issue(state.token, record)
 
     def _issue(self, sid: str, record: Record) -> str:
-        """Sign the session as a token. The data claim is assembled from each value's JSON
-        text, so nothing is encoded twice."""
+        """Sign (or encrypt) the session as a token. The data claim is assembled from each
+        value's JSON text, so nothing is encoded twice."""
         now = record.accessed_at
         claims = [
             f'"sid":{encode_basestring(sid)}',
@@ -483,11 +526,14 @@ class JwtBackend(Backend):
             claims.append(f'"aud":{json.dumps(self.options.audience)}')
         data = ",".join(f"{encode_basestring(k)}:{v}" for k, v in record.fields.items())
         payload = "{" + ",".join(claims) + ',"d":{' + data + "}}"
-        signing_input = self.keys.header_b64 + "." + _b64(payload.encode())
-        signature = self.keys.alg.sign(signing_input.encode("ascii"), self.keys.sign)
-        token = signing_input + "." + _b64(signature)
+        if self.encryption is not None:
+            token = self.encryption.seal(payload.encode())
+        else:
+            signing_input = self.keys.header_b64 + "." + _b64(payload.encode())
+            signature = self.keys.alg.sign(signing_input.encode("ascii"), self.keys.sign)
+            token = signing_input + "." + _b64(signature)
         self._known.put(token, Token(
-            sid, self.keys.kid, float(int(record.expires_at)), float(int(now)),
+            sid, self.kid, float(int(record.expires_at)), float(int(now)),
             float(int(now)), record.created_at, record.user_id, dict(record.fields),
             float(bound) if bound is not None else None,
             {**facts, BOUND: float(bound)} if bound is not None else dict(facts)))
