@@ -26,12 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ["flask/none", "flask/sessionkit-memory", "flask/sessionkit-redis",
            "flask/flask-session-redis", "flask/sessionkit-jwt", "flask/flask-cookie",
            "fastapi/none", "fastapi/sessionkit-memory", "fastapi/sessionkit-redis",
-           "fastapi/starsessions-redis", "fastapi/sessionkit-jwt", "fastapi/starlette-cookie"]
+           "fastapi/starsessions-redis", "fastapi/sessionkit-jwt", "fastapi/starlette-cookie",
+           "fastapi/sessionkit-jwt-encrypted"]
 PEERS = {"flask/sessionkit-memory": "flask/none", "fastapi/sessionkit-memory": "fastapi/none",
          "flask/sessionkit-redis": "flask/flask-session-redis",
          "fastapi/sessionkit-redis": "fastapi/starsessions-redis",
          "flask/sessionkit-jwt": "flask/flask-cookie",
-         "fastapi/sessionkit-jwt": "fastapi/starlette-cookie"}
+         "fastapi/sessionkit-jwt": "fastapi/starlette-cookie",
+         "fastapi/sessionkit-jwt-encrypted": "fastapi/sessionkit-jwt"}
 CHILD = """
 import sys
 sys.path.insert(0, {root!r})
