@@ -109,7 +109,8 @@ class Devices:
                  aperform: Callable[[Any], Awaitable[Any]]) -> None:
         self.backend = backend
         self.handles = handles
-        self._clock = clock
+        #: The engine's clock (epoch seconds; ``time.time`` read at each call by default).
+        self.clock = clock
         self._idle = idle
         self._absolute = absolute
         self._perform = perform
@@ -124,12 +125,11 @@ class Devices:
     def records(self, user_id: str) -> Steps[list[tuple[str, Record]]]:
         """``(key, record)`` of each live session of ``user_id``."""
         _check_user_id(user_id)
-        now = self._clock()
+        now = self.clock()
         found = yield from self.backend.user_records(user_id, now)
         idle, absolute = self._idle, self._absolute
         return [(key, record) for key, record in found
-                if meta.alive(record.created_at, record.expires_at, record.accessed_at,
-                              record.meta, now, idle, absolute)]
+                if meta.alive(record, now, idle, absolute)]
 
     def listing(self, user_id: str) -> Steps[list[UserSession]]:
         found = yield from self.records(user_id)

@@ -230,7 +230,6 @@ class SessionEngine:
         state = SessionState(now, min(self._idle, self._absolute) + now)
         state.lookup = lookup
         state.route = route
-        state.clock = self._now
         state.devices = self.devices
         return self.session_class(state=state)
 
@@ -244,8 +243,8 @@ class SessionEngine:
             result = yield from self.backend.lookup(value, now)
             if isinstance(result, Found):
                 record = result.record
-                if facts.alive(record.created_at, record.expires_at, record.accessed_at,
-                               record.meta, now, self._idle, self._absolute):
+                if (record.expires_at > now and record.created_at + self._absolute > now
+                        and facts.within_own_limits(record, now, self._idle, self._absolute)):
                     session = self._loaded(result, now)
                     break
                 yield from self.backend.destroy(result.key, record.expires_at)
@@ -317,7 +316,6 @@ class SessionEngine:
         state.version = record.version
         state.user_id = record.user_id
         state.meta = record.meta
-        state.clock = self._now
         state.devices = self.devices
         state.is_new = False
         state.lookup = "hit"
@@ -358,7 +356,9 @@ class SessionEngine:
         state = state_of(session)
         headers = (debug_header(state.route, self.instance_id)
                    if self._debug_header and state.lookup == "affinity_miss" else ())
-        persistent = facts.persistent(state.meta)  # set_expiry's choice, else the framework's
+        meta = state.meta
+        # set_expiry's choice of cookie, else the framework's, else the configured one
+        persistent = meta.get(facts.PERSISTENT) if meta else None
         if persistent is None:
             persistent = session.cookie_persistent
         if persistent is None:

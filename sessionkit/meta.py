@@ -26,7 +26,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .stores.base import Record
 
 BOUND = "ub"
 AUTHENTICATED = "au"
@@ -78,27 +81,27 @@ def checked(value: object) -> dict[str, Any] | None:
 def limits(meta: Mapping[str, Any], idle: float, absolute: float) -> tuple[float, float]:
     """This session's idle and absolute timeouts: its own (``set_expiry``), never beyond the
     configured ``idle`` and ``absolute``."""
-    if not meta:
+    if not meta or (IDLE not in meta and ABSOLUTE not in meta):
         return idle, absolute
     own_idle, own_absolute = meta.get(IDLE), meta.get(ABSOLUTE)
     return (idle if own_idle is None else min(own_idle, idle),
             absolute if own_absolute is None else min(own_absolute, absolute))
 
 
-def alive(created_at: float, expires_at: float, accessed_at: float,
-          meta: Mapping[str, Any], now: float, idle: float, absolute: float) -> bool:
-    """Whether a session is live at ``now``: before its stored deadline, its absolute limit
-    and, when it has an idle timeout of its own, within that of its last use (a store that
-    slides the deadline while reading slides it by the configured timeout)."""
-    if not meta:
-        return expires_at > now and created_at + absolute > now
+def alive(record: Record, now: float, idle: float, absolute: float) -> bool:
+    """Whether a session is live at ``now``: before its stored deadline and its absolute limit,
+    and within its own limits (``within_own_limits``)."""
+    return (record.expires_at > now and record.created_at + absolute > now
+            and within_own_limits(record, now, idle, absolute))
+
+
+def within_own_limits(record: Record, now: float, idle: float, absolute: float) -> bool:
+    """Whether a session is within the limits ``set_expiry`` gave it: its own absolute limit,
+    and its own idle timeout since its last use (a store that slides the deadline while
+    reading slides it by the configured timeout, so the stored deadline cannot tell)."""
+    meta = record.meta
+    if not meta or (IDLE not in meta and ABSOLUTE not in meta):
+        return True
     own_idle, own_absolute = limits(meta, idle, absolute)
-    return (expires_at > now and created_at + own_absolute > now
-            and (IDLE not in meta or accessed_at + own_idle > now))
-
-
-def persistent(meta: Mapping[str, Any]) -> bool | None:
-    """Whether this session's cookie outlives the browser, as ``set_expiry`` chose; None: as
-    configured."""
-    found: bool | None = meta.get(PERSISTENT) if meta else None
-    return found
+    return record.created_at + own_absolute > now and (
+        IDLE not in meta or record.accessed_at + own_idle > now)

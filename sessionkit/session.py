@@ -19,7 +19,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -61,7 +61,7 @@ class SessionState:
     (``sessionkit.engine``); the app never sees it."""
 
     __slots__ = (
-        "changed", "clock", "created_at", "devices", "doomed", "expires_at", "force",
+        "changed", "created_at", "devices", "doomed", "expires_at", "force",
         "generation", "imported", "invalidated", "is_new", "key", "last_accessed", "loaded",
         "lookup", "meta", "meta_changed", "persistent", "raw", "reroute", "revoke_others",
         "route", "token", "touch", "unreadable", "user_changed", "user_id", "version",
@@ -90,8 +90,7 @@ class SessionState:
         self.meta_changed = False
         #: ``revoke_others()`` was called: the user's other sessions end at commit.
         self.revoke_others = False
-        #: The engine's clock (epoch seconds), and its listing of users' sessions.
-        self.clock: Callable[[], float] = time.time
+        #: The engine's listing of users' sessions, and its clock (``now``).
         self.devices: Devices | None = None
         self.doomed: list[tuple[str, float]] = []  #: (key, when it would expire) to destroy
         self.force = False  #: ``session.modified = True``: save even if nothing differs
@@ -107,6 +106,11 @@ class SessionState:
         self.persistent: bool | None = None
         #: The session of a WebSocket connection: no cookie can be set.
         self.websocket = False
+
+    def now(self) -> float:
+        """Epoch seconds by the engine's clock (``time.time`` without an engine)."""
+        devices = self.devices
+        return devices.clock() if devices is not None else time.time()
 
     def delta(self, values: dict[str, Any]) -> tuple[dict[str, str], tuple[str, ...]]:
         """The texts of ``values`` that differ from what was loaded, and the keys removed."""
@@ -399,7 +403,7 @@ class Session(dict[str, Any]):
         it at login and wherever the app asks again. Kept by ``regenerate()``, dropped by
         ``invalidate()``; read with ``authenticated_within``."""
         state = self._state
-        self._set_facts({**state.meta, facts.AUTHENTICATED: state.clock()})
+        self._set_facts({**state.meta, facts.AUTHENTICATED: state.now()})
 
     @property
     def authenticated_at(self) -> datetime | None:
@@ -415,7 +419,7 @@ class Session(dict[str, Any]):
         self.accessed = True
         state = self._state
         at = state.meta.get(facts.AUTHENTICATED)
-        return at is not None and state.clock() - at <= limit
+        return at is not None and state.now() - at <= limit
 
     # --- the user's devices (``sessionkit.devices``) ---------------------------------------
     @property

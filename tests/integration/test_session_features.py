@@ -178,6 +178,23 @@ def test_the_list_follows_logins_logouts_and_log_out_everywhere(framework: str, 
     assert whoami(two) is None
 
 
+def test_a_session_in_use_stays_listed_and_an_idle_one_leaves_the_list(
+    framework: str, app: Any, clock: FakeClock
+) -> None:
+    """The list follows expiry: in client mode the revocation store's record of a token is
+    refreshed as the token's expiry slides, and goes when the token would have."""
+    used, forgotten = browser(framework, app), browser(framework, app)
+    login(used, "nia")
+    login(forgotten, "nia")
+    for _ in range(3):  # used every 6 days: 18 days, past the 14-day idle timeout
+        clock.advance(6 * DAY)
+        assert whoami(used) == "nia"
+    [left] = listing(used)
+    assert left["current"] is True
+    assert left["last_seen"] > left["created_at"]
+    assert whoami(forgotten) is None
+
+
 def test_the_devices_page_lists_and_signs_out_with_forms(framework: str, app: Any) -> None:
     laptop, phone = browser(framework, app), browser(framework, app)
     login(laptop, "fay", FIREFOX)
