@@ -163,11 +163,13 @@ class Devices:
     def describe(self, key: str, record: Record) -> UserSession:
         facts = record.meta
         authenticated = facts.get(meta.AUTHENTICATED)
-        _, absolute = meta.limits(facts, self._idle, self._absolute)
+        idle, absolute = meta.limits(facts, self._idle, self._absolute)
+        ends = min(record.expires_at, record.created_at + absolute)
+        if meta.IDLE in facts:  # its own idle timeout, which a sliding read does not know
+            ends = min(ends, record.accessed_at + idle)
         return UserSession(
             handle=self.handles.of(key), created_at=_time(record.created_at),
-            last_seen=_time(record.accessed_at),
-            expires_at=_time(min(record.expires_at, record.created_at + absolute)),
+            last_seen=_time(record.accessed_at), expires_at=_time(ends),
             instance=record.instance, description=facts.get(meta.DESCRIPTION),
             authenticated_at=_time(authenticated) if authenticated is not None else None,
         )

@@ -247,3 +247,17 @@ def test_an_unavailable_session_refuses_the_new_methods_too() -> None:
                  lambda: session.handle, lambda: setattr(session, "description", "x")):
         with pytest.raises(StoreUnavailable):
             call()
+
+
+def test_the_list_shows_each_sessions_own_deadline(mode: str, clock: FakeClock) -> None:
+    """A read slides memory's stored deadline by the configured idle timeout; the list (like
+    the engine) still ends the session at its own."""
+    engine = make(mode, clock)
+    face = Face(engine, "sync")
+    face.request(log_in)
+    face.request(lambda s: s.set_expiry(idle=600))
+    clock.advance(60)
+    face.request(lambda s: s.get("user"))  # a read
+    [listed] = engine.store.user_sessions("ann")
+    assert listed.expires_at.timestamp() == pytest.approx(listed.last_seen.timestamp() + 600)
+    assert listed.expires_at.timestamp() <= clock.now + 600
