@@ -221,6 +221,7 @@ def _build(name: str, urls: dict[str, str]) -> Any:
         "sessionkit-redis": lambda: _flask_sessionkit(redis_url),
         "flask-session-redis": lambda: _flask_session_redis(redis_url),
         "sessionkit-jwt": lambda: _flask_sessionkit("jwt://"),
+        "sessionkit-jwt-encrypted": lambda: _flask_sessionkit("jwt://?encrypted=true"),
         "flask-cookie": lambda: _flask_cookie,
         "sessionkit-postgresql": lambda: _flask_sessionkit(
             sql_url + ("&" if "?" in sql_url else "?") + "table=sessionkit_bench"),
@@ -233,6 +234,7 @@ def _build(name: str, urls: dict[str, str]) -> Any:
         "sessionkit-redis": lambda: _fastapi_sessionkit(redis_url),
         "starsessions-redis": lambda: _starsessions_redis(redis_url),
         "sessionkit-jwt": lambda: _fastapi_sessionkit("jwt://"),
+        "sessionkit-jwt-encrypted": lambda: _fastapi_sessionkit("jwt://?encrypted=true"),
         "starlette-cookie": lambda: _starlette_cookie,
     }
     if framework == "flask" and library in flask:

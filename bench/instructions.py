@@ -28,14 +28,15 @@ DEFAULT = ["flask/none", "flask/sessionkit-memory", "flask/sessionkit-hybrid",
            "flask/flask-cookie",
            "fastapi/none", "fastapi/sessionkit-memory", "fastapi/sessionkit-hybrid",
            "fastapi/sessionkit-redis", "fastapi/starsessions-redis", "fastapi/sessionkit-jwt",
-           "fastapi/starlette-cookie"]
+           "fastapi/starlette-cookie", "fastapi/sessionkit-jwt-encrypted"]
 PEERS = {"flask/sessionkit-memory": "flask/none", "fastapi/sessionkit-memory": "fastapi/none",
          "flask/sessionkit-hybrid": "flask/sessionkit-redis",
          "fastapi/sessionkit-hybrid": "fastapi/sessionkit-redis",
          "flask/sessionkit-redis": "flask/flask-session-redis",
          "fastapi/sessionkit-redis": "fastapi/starsessions-redis",
          "flask/sessionkit-jwt": "flask/flask-cookie",
-         "fastapi/sessionkit-jwt": "fastapi/starlette-cookie"}
+         "fastapi/sessionkit-jwt": "fastapi/starlette-cookie",
+         "fastapi/sessionkit-jwt-encrypted": "fastapi/sessionkit-jwt"}
 CHILD = """
 import sys
 sys.path.insert(0, {root!r})

@@ -1,5 +1,6 @@
 """jwt:// against Starlette's own SessionMiddleware (a signed cookie too): per-request cost of
-reading and of changing a cart, and the cookie size as the cart grows. Run:
+reading and of changing a cart, and the cookie size as the cart grows; and what encrypting the
+cookie (jwt://?encrypted=true) adds to both. Run:
 
     python bench/jwt_cost.py [--seconds 2]
 """
@@ -42,7 +43,8 @@ def app(kind: str) -> Any:
     if kind == "starlette":
         result.add_middleware(StarletteSessions, secret_key=KEY)
     else:
-        result.add_middleware(SessionMiddleware, store="jwt://", secret_key=KEY)
+        store = "jwt://?encrypted=true" if kind == "encrypted" else "jwt://"
+        result.add_middleware(SessionMiddleware, store=store, secret_key=KEY)
     return result
 
 
@@ -59,20 +61,23 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=2.0)
     args = parser.parse_args()
-    print("cookie value bytes by cart size (sessionkit jwt:// vs Starlette SessionMiddleware)")
+    print("cookie value bytes by cart size (sessionkit jwt://, encrypted, Starlette's)")
     for items in (1, 10, 50):
-        ours, theirs = cookie_with("sessionkit", items), cookie_with("starlette", items)
-        print(f"  {items:>3} items: jwt:// {len(ours) - 8:>5}   starlette {len(theirs) - 8:>5}")
-    print(f"\n{'request':<22} {'sessionkit µs':>14} {'starlette µs':>13} {'speed ratio':>12}")
+        ours, sealed = cookie_with("sessionkit", items), cookie_with("encrypted", items)
+        theirs = cookie_with("starlette", items)
+        print(f"  {items:>3} items: jwt:// {len(ours) - 8:>5}   encrypted {len(sealed) - 8:>5}"
+              f"   starlette {len(theirs) - 8:>5}")
+    print(f"\n{'request':<22} {'sessionkit µs':>14} {'encrypted µs':>13} {'starlette µs':>13} "
+          f"{'speed ratio':>12}")
     for label, method, path in (("read 10-item cart", "GET", "/cart"),
                                 ("add to 10-item cart", "POST", "/cart/sku-99999")):
         timings = {}
-        for kind in ("sessionkit", "starlette"):
+        for kind in ("sessionkit", "encrypted", "starlette"):
             runner = asgi_runner(app(kind), path, cookie_with(kind, 10), method)
             timings[kind] = measure(runner, args.seconds, True)
         ratio = timings["starlette"] / timings["sessionkit"]
-        print(f"{label:<22} {timings['sessionkit']:>14.1f} {timings['starlette']:>13.1f} "
-              f"{ratio:>11.2f}x")
+        print(f"{label:<22} {timings['sessionkit']:>14.1f} {timings['encrypted']:>13.1f} "
+              f"{timings['starlette']:>13.1f} {ratio:>11.2f}x")
 
 
 if __name__ == "__main__":

@@ -62,6 +62,9 @@ PAIRS = [
     Pair("shared", "fastapi", "sessionkit-redis", "starsessions-redis", 1.5, "redis"),
     Pair("client", "fastapi", "sessionkit-jwt", "starlette-cookie", 1.0),
     Pair("client", "flask", "sessionkit-jwt", "flask-cookie", 1.0),
+    # What encryption costs: the client cannot read its cookie (no target: it is a price).
+    Pair("client", "fastapi", "sessionkit-jwt-encrypted", "sessionkit-jwt", None),
+    Pair("client", "flask", "sessionkit-jwt-encrypted", "sessionkit-jwt", None),
     Pair("local", "flask", "sessionkit-memory", "none", 0.95),
     Pair("local", "fastapi", "sessionkit-memory", "none", 0.95),
     Pair("shared", "flask", "sessionkit-postgresql", "flask-session-sqlalchemy", None,

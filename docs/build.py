@@ -21,6 +21,7 @@ PAGES = [
     ("index.md", "Overview"),
     ("choosing-a-mode.md", "Choosing a mode"),
     ("hybrid.md", "Hybrid mode"),
+    ("session-features.md", "Devices, remember-me, encrypted cookies, fresh logins"),
     ("fastapi.md", "FastAPI guide"),
     ("flask.md", "Flask guide"),
     ("configuration.md", "Configuration"),

@@ -22,12 +22,14 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 from sessionkit.stores import BlockingStore, Capabilities
 from sessionkit.stores.base import (
     Create,
     Delete,
     DeleteUser,
+    ListUser,
     Load,
     Record,
     Touch,
@@ -38,10 +40,17 @@ from sessionkit.stores.base import (
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
     key TEXT PRIMARY KEY, fields TEXT NOT NULL, created REAL NOT NULL, expires REAL NOT NULL,
-    accessed REAL NOT NULL, user_id TEXT, version INTEGER NOT NULL, instance TEXT
+    accessed REAL NOT NULL, user_id TEXT, version INTEGER NOT NULL, instance TEXT, meta TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id);
 """
+
+
+def _record(row: tuple[Any, ...]) -> Record:
+    """A record from a row's columns (those ``_row`` selects)."""
+    fields, created, expires, accessed, user, version, instance, meta = row
+    return Record(json.loads(fields), created, expires, accessed, user, version, instance,
+                  json.loads(meta) if meta else {})
 
 
 class SQLiteFileStore(BlockingStore):
@@ -70,11 +79,9 @@ class SQLiteFileStore(BlockingStore):
 
     def _row(self, key: str) -> Record | None:
         row = self._connect().execute(
-            "SELECT fields, created, expires, accessed, user_id, version, instance "
+            "SELECT fields, created, expires, accessed, user_id, version, instance, meta "
             "FROM sessions WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            return None
-        return Record(json.loads(row[0]), row[1], row[2], row[3], row[4], row[5], row[6])
+        return None if row is None else _record(row)
 
     # --- the operations ------------------------------------------------------------------
     def load(self, op: Load) -> Record | None:
@@ -84,9 +91,10 @@ class SQLiteFileStore(BlockingStore):
         record = op.record
         verb = "INSERT OR IGNORE" if op.if_absent else "INSERT OR REPLACE"
         cursor = self._connect().execute(
-            f"{verb} INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            f"{verb} INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (op.key, json.dumps(record.fields), record.created_at, record.expires_at,
-             record.accessed_at, record.user_id, record.version, record.instance))
+             record.accessed_at, record.user_id, record.version, record.instance,
+             json.dumps(record.meta)))
         return cursor.rowcount == 1
 
     def update(self, op: Update) -> bool:
@@ -99,10 +107,11 @@ class SQLiteFileStore(BlockingStore):
                 return False  # destroyed or expired: a delta never resurrects it
             fields = merge_fields(current.fields, op.changes, op.removed)
             user = op.user_id if op.set_user else current.user_id
+            meta = current.meta if op.meta is None else op.meta  # None: unchanged
             connection.execute(
                 "UPDATE sessions SET fields = ?, expires = ?, accessed = ?, user_id = ?, "
-                "version = version + 1 WHERE key = ?",
-                (json.dumps(fields), op.expires_at, op.now, user, op.key))
+                "meta = ?, version = version + 1 WHERE key = ?",
+                (json.dumps(fields), op.expires_at, op.now, user, json.dumps(meta), op.key))
             connection.execute("COMMIT")
             return True
         except BaseException:
@@ -121,6 +130,12 @@ class SQLiteFileStore(BlockingStore):
     def delete_user(self, op: DeleteUser) -> int:
         cursor = self._connect().execute("DELETE FROM sessions WHERE user_id = ?", (op.key,))
         return cursor.rowcount
+
+    def list_user(self, op: ListUser) -> list[tuple[str, Record]]:
+        rows = self._connect().execute(
+            "SELECT key, fields, created, expires, accessed, user_id, version, instance, meta "
+            "FROM sessions WHERE user_id = ? AND expires > ?", (op.key, op.now))
+        return [(row[0], _record(row[1:])) for row in rows]
 
     # --- whole-store tools ---------------------------------------------------------------
     def iter_records(self, batch: int = 1000) -> Iterator[list[tuple[str, Record]]]:

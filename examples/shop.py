@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from typing import Any
 
-from examples import shop_page
+from examples import devices_page, shop_page
 from sessionkit import Session, SessionEngine
+from sessionkit.devices import UserSession
 
 Reply = tuple[int, dict[str, Any]]
 _NAME_RE = re.compile(r"^[\w.@+-]{1,64}$")
 MAX_CART_ITEMS = 100
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: "Keep me signed in": the session lasts up to this long, cookie included.
+REMEMBER_FOR = timedelta(days=30)
+#: Not kept signed in: the cookie ends with the browser, the session after an idle hour.
+FORGET_AFTER = timedelta(hours=1)
+#: Pages that need a recent password ask again after this long.
+FRESH_FOR = timedelta(minutes=5)
 
 
 def render(payload: dict[str, Any]) -> bytes:
@@ -24,14 +32,107 @@ def render(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
 
 
-def login(session: Session, body: Any) -> Reply:
+def login(session: Session, body: Any, user_agent: str | None = None) -> Reply:
+    """Log in as ``{"user": name}``; ``"remember": true`` keeps the browser signed in for
+    ``REMEMBER_FOR``, ``false`` only until it closes (absent: as configured)."""
     user = body.get("user") if isinstance(body, dict) else None
+    remember = body.get("remember") if isinstance(body, dict) else None
     if not isinstance(user, str) or not _NAME_RE.match(user):
         return 400, {"error": "body must be {\"user\": <1-64 letters, digits or ._@+->}"}
+    if remember is not None and not isinstance(remember, bool):
+        return 400, {"error": "remember must be true or false"}
     session.regenerate()  # a new id at login: a planted (fixated) id is worthless
     session["user"] = user
     session.user_id = user
+    session.mark_authenticated()  # the user just proved who they are
+    session.description = device_name(user_agent)  # what the devices page shows
+    if remember is True:
+        session.set_expiry(absolute=REMEMBER_FOR)
+    elif remember is False:
+        session.set_expiry(idle=FORGET_AFTER, browser_session=True)
     return 200, {"user": user}
+
+
+def device_name(user_agent: str | None) -> str:
+    """A browser and system name from a ``User-Agent`` header, coarse on purpose (a devices
+    page needs no more, and nothing else about the client is kept)."""
+    agent = (user_agent or "")[:512]
+    browser = next((name for token, name in _BROWSERS if token in agent), "Unknown browser")
+    system = next((name for token, name in _SYSTEMS if token in agent), None)
+    return f"{browser} on {system}" if system else browser
+
+
+_BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"),
+             ("Chrome/", "Chrome"), ("Safari/", "Safari"), ("curl/", "curl"),
+             ("python-httpx", "httpx"), ("testclient", "Test client"),
+             ("Werkzeug", "Test client"))
+_SYSTEMS = (("Android", "Android"), ("iPhone", "iOS"), ("iPad", "iPadOS"),
+            ("Windows", "Windows"), ("Mac OS X", "macOS"), ("CrOS", "ChromeOS"),
+            ("Linux", "Linux"))
+
+
+# --- the signed-in user's sessions ("your devices") ------------------------------------------
+SIGN_IN_FIRST: Reply = (401, {"error": "log in first"})
+
+
+def devices(session: Session, listed: list[UserSession]) -> Reply:
+    """The user's sessions (``store.user_sessions``), this one marked ``current``."""
+    current = session.handle
+    return 200, {"sessions": [{**item.to_dict(), "current": item.handle == current}
+                              for item in listed]}
+
+
+def revoke_handle(body: Any) -> str | None:
+    """The handle a revoke request names, or None when it names none."""
+    handle = body.get("handle") if isinstance(body, dict) else None
+    return handle if isinstance(handle, str) else None
+
+
+def revoked(ended: bool) -> Reply:
+    if not ended:
+        return 404, {"error": "no such session of yours (ended already?)"}
+    return 200, {"revoked": True}
+
+
+def revoke_others(session: Session) -> Reply:
+    """Sign out every other device; done when the response is saved."""
+    session.revoke_others()
+    return 200, {"revoked_others": True}
+
+
+def devices_html(session: Session, listed: list[UserSession] | None, error: str | None,
+                 engine: SessionEngine) -> str:
+    user = session.get("user")
+    return devices_page.render(
+        user=user if isinstance(user, str) else None, sessions=listed or [],
+        current=session.handle, instance=engine.instance_id, error=error)
+
+
+# --- fresh logins --------------------------------------------------------------------------
+def reauth(session: Session, body: Any) -> Reply:
+    """The user proves who they are again (a real app checks a password here)."""
+    user = body.get("user") if isinstance(body, dict) else None
+    if session.user_id is None:
+        return SIGN_IN_FIRST
+    if user != session.user_id:
+        return 403, {"error": "that is not you"}
+    session.mark_authenticated()
+    return 200, {"authenticated_at": _iso(session)}
+
+
+def account(session: Session) -> Reply:
+    """A page that needs a recent password: it asks again after ``FRESH_FOR``."""
+    if session.user_id is None:
+        return SIGN_IN_FIRST
+    if not session.authenticated_within(FRESH_FOR):
+        return 403, {"error": "confirm it is you", "reauth": "reauth",
+                     "authenticated_at": _iso(session)}
+    return 200, {"user": session.user_id, "authenticated_at": _iso(session)}
+
+
+def _iso(session: Session) -> str | None:
+    at = session.authenticated_at
+    return at.isoformat() if at is not None else None
 
 
 def logout(session: Session) -> Reply:

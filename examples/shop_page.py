@@ -72,6 +72,7 @@ function show(now, expectedGone) {
   $("who").textContent = now.user ? "Logged in as " + now.user + "." : "Not logged in.";
   $("login-fields").hidden = !!now.user;
   $("logout").hidden = !now.user;
+  $("devices-link").hidden = !now.user;
   const list = $("cart");
   list.replaceChildren();
   for (const item of now.cart) {
@@ -106,7 +107,7 @@ async function act(method, path, body, expectedGone) {
 
 $("login-form").addEventListener("submit", event => {
   event.preventDefault();
-  act("POST", "login", {user: $("user").value});
+  act("POST", "login", {user: $("user").value, remember: $("remember").checked});
 });
 $("logout").addEventListener("click", () => {
   $("lost").hidden = true;
@@ -158,8 +159,10 @@ def render(user: str | None, cart: list[str], instance: str, store: str) -> str:
     <span id="who">{who}</span>
     <span id="login-fields"{" hidden" if user else ""}><input id="user" name="user"
       placeholder="your name" autocomplete="username" required maxlength="64">
-      <button id="login">Log in</button></span>
+      <button id="login">Log in</button>
+      <label class="muted"><input type="checkbox" id="remember"> keep me signed in</label></span>
     <button id="logout" type="button"{"" if user else " hidden"}>Log out</button>
+    <a href="devices" id="devices-link"{"" if user else " hidden"}>Your devices</a>
   </form>
 </div>
 

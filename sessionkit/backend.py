@@ -86,6 +86,18 @@ class Backend:
         """Make the session ``key`` unusable (it would have expired at ``until``)."""
         raise NotImplementedError
 
+    def user_records(self, user_id: str, now: float) -> Steps[list[tuple[str, Record]]]:
+        """``(key, record)`` of the sessions bound to ``user_id`` that are live at ``now``
+        as far as the store knows (``sessionkit.devices`` applies the session's own limits)."""
+        raise NotImplementedError
+
+    def revoke(self, key: str, record: Record) -> Steps[None]:
+        """End one of a user's sessions, as listed by ``user_records``."""
+        yield from self.destroy(key, record.expires_at)
+
+    def check_user_listing(self) -> None:
+        """Raise ``ConfigError`` if users' sessions cannot be listed in this mode."""
+
     def cookie_value(self, state: SessionState, record: Record) -> str:
         """The cookie value of a saved session, naming this instance."""
         raise NotImplementedError

@@ -15,15 +15,18 @@ session has expired, what to save, which cookie the response carries.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Generator, Sequence
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 from . import events, migrate, peers
+from . import meta as facts
 from .affinity import debug_header, instance_id_for, routed_mode
 from .backend import Found, Miss
 from .config import SessionConfig
 from .cookies import CookieSettings, CookieStyle, CookieWriter, cookie_values
+from .devices import Devices, Handles
 from .errors import SessionTooLarge, StoreUnavailable
 from .lifecycle import Lifecycle
 from .nearcache import NearBackend
@@ -135,6 +138,11 @@ class SessionEngine:
         self.lifecycle = Lifecycle(self.instance_id, local, drain_to, absolute=self._absolute,
                                    drain_seconds=cfg.drain_seconds, now=self._now)
         self._debug_header = bool(cfg.debug_header)
+        #: A user's sessions, listed and revoked (``engine.store.user_sessions``).
+        self.devices = Devices(backend, Handles(_handle_secrets(cfg.secret_keys, backend)),
+                               self._now, self._idle, self._absolute, self._perform,
+                               self._aperform)
+        self.store.devices = self.devices
 
     # --- sync and async faces ---------------------------------------------------------------
     def load(self, cookie_header: str | None, cookies: CookieWriter | None = None) -> Session:
@@ -188,6 +196,7 @@ class SessionEngine:
         """Use other secrets from now on (a framework whose secret key changed at run time):
         sessions issued under a key no longer listed are not found."""
         self.backend.rekey(tuple(secret_keys))
+        self.devices.handles = Handles(_handle_secrets(tuple(secret_keys), self.backend))
 
     def close(self) -> None:
         self.backend.close()
@@ -221,6 +230,7 @@ class SessionEngine:
         state = SessionState(now, min(self._idle, self._absolute) + now)
         state.lookup = lookup
         state.route = route
+        state.devices = self.devices
         return self.session_class(state=state)
 
     def _load(self, cookie_header: str | None, cookies: CookieWriter) -> Steps[Session]:
@@ -233,7 +243,8 @@ class SessionEngine:
             result = yield from self.backend.lookup(value, now)
             if isinstance(result, Found):
                 record = result.record
-                if record.expires_at > now and record.created_at + self._absolute > now:
+                if (record.expires_at > now and record.created_at + self._absolute > now
+                        and facts.within_own_limits(record, now, self._idle, self._absolute)):
                     session = self._loaded(result, now)
                     break
                 yield from self.backend.destroy(result.key, record.expires_at)
@@ -293,17 +304,19 @@ class SessionEngine:
         state.generation = found.generation
         state.created_at = record.created_at
         state.last_accessed = record.accessed_at
-        expires = deadline(record.created_at, now, self._idle, self._absolute)
+        idle, absolute = facts.limits(record.meta, self._idle, self._absolute)
+        expires = deadline(record.created_at, now, idle, absolute)
         if not self.backend.slides_on_load:
             # Slide (a write) only once a tenth of the idle timeout has passed since the last
             # slide; until then the stored deadline stays the one in force.
-            state.touch = expires - record.expires_at >= self._idle * TOUCH_FRACTION
+            state.touch = expires - record.expires_at >= idle * TOUCH_FRACTION
             if not state.touch:
                 expires = record.expires_at
         state.expires_at = expires
         state.version = record.version
         state.user_id = record.user_id
         state.meta = record.meta
+        state.devices = self.devices
         state.is_new = False
         state.lookup = "hit"
         if found.generation:  # issued under a retired secret: move it to the current one
@@ -343,7 +356,11 @@ class SessionEngine:
         state = state_of(session)
         headers = (debug_header(state.route, self.instance_id)
                    if self._debug_header and state.lookup == "affinity_miss" else ())
-        persistent = session.cookie_persistent
+        meta = state.meta
+        # set_expiry's choice of cookie, else the framework's, else the configured one
+        persistent = meta.get(facts.PERSISTENT) if meta else None
+        if persistent is None:
+            persistent = session.cookie_persistent
         if persistent is None:
             persistent = cookies.settings.persistent
         refresh = cookies.settings.refresh and persistent and state.key is not None
@@ -353,7 +370,8 @@ class SessionEngine:
             return CommitResult([], False, headers) if headers else NOTHING
         backend = self.backend
         if state.key is not None and not (state.user_changed or state.force or state.touch
-                                          or state.reroute or state.doomed or refresh):
+                                          or state.reroute or state.doomed or refresh
+                                          or state.meta_changed or state.revoke_others):
             # The common read: values were looked at. Did any change in place?
             changes, removed = state.delta(session)
             if not (changes or removed):
@@ -362,9 +380,11 @@ class SessionEngine:
         else:
             changes, removed = state.delta(session)
         now = self._now()
-        expires = deadline(state.created_at, now, self._idle, self._absolute)
+        idle, absolute = facts.limits(state.meta, self._idle, self._absolute)
+        expires = deadline(state.created_at, now, idle, absolute)
         if state.user_changed and state.user_id is not None:
-            state.meta = {**state.meta, "ub": now}  # when the user was bound
+            state.meta = {**state.meta, facts.BOUND: now}  # when the user was bound
+            state.meta_changed = True
         record = Record({}, state.created_at, expires, now, state.user_id, state.version,
                         self.instance_id, state.meta)
         value: str | None = None
@@ -396,7 +416,7 @@ class SessionEngine:
             elif (state.invalidated or state.doomed) and not websocket:
                 cookie = self._deleted_cookies(cookies, https)
         else:
-            if changes or removed or state.user_changed or state.force:
+            if changes or removed or state.user_changed or state.force or state.meta_changed:
                 record.fields = state.fields(session, changes)
                 # A write sends the cookie again, as the frameworks do (None: not saved).
                 value = yield from backend.update(state, changes, removed, record)
@@ -417,6 +437,8 @@ class SessionEngine:
         # Old ids die only once the new state is saved and its cookie is known to fit.
         for key, until in state.doomed:
             yield from backend.destroy(key, until)
+        if state.revoke_others and state.user_id is not None and state.key is not None:
+            yield from self.devices.revoking_others(state.user_id, state.key)
         changed = bool(event or state.doomed or state.invalidated or changes or removed)
         if state.invalidated:
             self.events.emit("invalidated")
@@ -425,13 +447,15 @@ class SessionEngine:
         state.expires_at = record.expires_at
         state.user_changed = state.force = state.invalidated = False
         state.touch = state.reroute = state.imported = False
+        state.meta_changed = state.revoke_others = False
         if event is not None:
             self.events.emit(event, self._hasher(state.token))
         return CommitResult(cookie, session.accessed or bool(cookie), headers)
 
     def _cookies(self, cookies: CookieWriter, value: str, session: Session,
                  state: SessionState, now: float, https: bool, persistent: bool) -> list[str]:
-        remaining = state.created_at + self._absolute - now
+        _, absolute = facts.limits(state.meta, self._idle, self._absolute)
+        remaining = state.created_at + absolute - now
         max_age = cookies.settings.max_age
         lifetime = (None if not persistent else
                     remaining if max_age is None else min(max_age, remaining))
@@ -453,6 +477,16 @@ class SessionEngine:
         if self.route_cookies is not None:
             deleted.append(self.route_cookies.delete(https=https))
         return deleted
+
+
+def _handle_secrets(secret_keys: tuple[bytes, ...], backend: Any) -> tuple[bytes, ...]:
+    """What session handles (``sessionkit.devices``) are keyed with: the secret keys; for
+    jwt:// with asymmetric keys, what its backend derives from the private key; with no key
+    at all (local development), a random one, as the session ids then are."""
+    if secret_keys:
+        return secret_keys
+    derived: tuple[bytes, ...] | None = getattr(backend, "handle_secrets", None)
+    return derived or (secrets.token_bytes(32),)
 
 
 class _Observed:

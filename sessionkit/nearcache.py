@@ -223,8 +223,9 @@ class NearCache:
             if copy is None or copy.doubt != doubt or copy.writing:
                 return  # changed here since: a newer recheck or the write decides
             record = copy.record
-            if found is not None and (found.fields, found.user_id, found.created_at) == (
-                    record.fields, record.user_id, record.created_at):
+            if found is not None and (
+                    found.fields, found.user_id, found.created_at, found.meta) == (
+                    record.fields, record.user_id, record.created_at, record.meta):
                 copy.doubt = 0
                 copy.confirmed = now
                 copy.record = dataclasses.replace(record, expires_at=found.expires_at,
@@ -350,7 +351,8 @@ class NearBackend(ServerSide):
         except BaseException:
             self.cache.end_write(key, ticket, None, stamp)
             raise
-        after = _applied(base, changes, removed, record, state.user_changed) if stored else None
+        after = (_applied(base, changes, removed, record, state.user_changed, state.meta_changed)
+                 if stored else None)
         doubt = self.cache.end_write(key, ticket, after, stamp)
         if doubt and self.invalidations is not None:
             self.invalidations.recheck(key, doubt)
@@ -393,14 +395,14 @@ def _invalidations_for(store: Store, cache: NearCache, clock: Callable[[], float
 
 
 def _applied(base: Record | None, changes: Mapping[str, str], removed: tuple[str, ...],
-             written: Record, set_user: bool) -> Record | None:
+             written: Record, set_user: bool, set_meta: bool) -> Record | None:
     """The stored session after a delta write on top of ``base`` (None when unknown)."""
     if base is None:
         return None
     return Record(merge_fields(base.fields, changes, removed), base.created_at,
                   written.expires_at, written.accessed_at,
                   written.user_id if set_user else base.user_id, base.version + 1,
-                  base.instance, written.meta if set_user else base.meta)
+                  base.instance, written.meta if set_meta else base.meta)
 
 
 class NearStore(Store):

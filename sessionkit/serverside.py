@@ -17,7 +17,7 @@ from .affinity import split_route
 from .backend import Backend, Found, Lookup, Miss, Steps
 from .ids import TOKEN_LENGTH, SessionIds
 from .session import SessionState
-from .stores.base import Create, Delete, Load, On, Record, Store, Touch, Update
+from .stores.base import Create, Delete, ListUser, Load, On, Record, Store, Touch, Update
 
 logger = logging.getLogger("sessionkit")
 STAMP_SEPARATOR = "~"
@@ -156,7 +156,7 @@ class ServerSide(Backend):
         stored: bool = yield Update(
             state.key, changes, removed, record.user_id, state.user_changed,
             record.accessed_at, record.expires_at, state.raw, state.version,
-            self._absolute, slide, record.meta if state.user_changed else None,
+            self._absolute, slide, record.meta if state.meta_changed else None,
         )
         if not stored:
             logger.info(
@@ -172,6 +172,10 @@ class ServerSide(Backend):
 
     def destroy(self, key: str, until: float) -> Steps[None]:
         yield Delete(key)
+
+    def user_records(self, user_id: str, now: float) -> Steps[list[tuple[str, Record]]]:
+        found: list[tuple[str, Record]] = yield ListUser(user_id, now)
+        return found
 
     def cookie_value(self, state: SessionState, record: Record) -> str:
         assert state.token is not None

@@ -17,16 +17,24 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
+import time
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime
-from typing import Any, NoReturn
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from . import meta as facts
 from .codecs import decode_value, encode_value
 from .errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from .devices import Devices
 
 logger = logging.getLogger("sessionkit")
 _MISSING: Any = object()
 _EMPTY: dict[str, str] = {}
+_EMPTY_META: dict[str, Any] = {}
+_LIMIT_FACTS = (facts.IDLE, facts.ABSOLUTE, facts.PERSISTENT)
 #: Immutable values: one that is still the object that was loaded cannot have changed.
 _IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes, tuple})
 MAX_USER_ID_LENGTH = 256
@@ -53,10 +61,11 @@ class SessionState:
     (``sessionkit.engine``); the app never sees it."""
 
     __slots__ = (
-        "changed", "created_at", "doomed", "expires_at", "force", "generation", "imported",
-        "invalidated", "is_new", "key", "last_accessed", "loaded", "lookup", "meta", "persistent",
-        "raw", "reroute", "route", "token", "touch", "unreadable", "user_changed", "user_id",
-        "version", "websocket",
+        "changed", "created_at", "devices", "doomed", "expires_at", "force",
+        "generation", "imported", "invalidated", "is_new", "key", "last_accessed", "loaded",
+        "lookup", "meta", "meta_changed", "persistent", "raw", "reroute", "revoke_others",
+        "route", "token", "touch", "unreadable", "user_changed", "user_id", "version",
+        "websocket",
     )
 
     def __init__(self, now: float = 0.0, expires_at: float = 0.0) -> None:
@@ -75,8 +84,14 @@ class SessionState:
         self.expires_at = expires_at
         self.user_id: str | None = None
         self.user_changed = False
-        #: The record's facts about the session (``Record.meta``).
-        self.meta: dict[str, Any] = {}
+        #: The record's facts about the session (``Record.meta``, ``sessionkit.meta``); never
+        #: changed in place (a change installs a new dict), and saved when ``meta_changed``.
+        self.meta: dict[str, Any] = _EMPTY_META
+        self.meta_changed = False
+        #: ``revoke_others()`` was called: the user's other sessions end at commit.
+        self.revoke_others = False
+        #: The engine's listing of users' sessions, and its clock (``now``).
+        self.devices: Devices | None = None
         self.doomed: list[tuple[str, float]] = []  #: (key, when it would expire) to destroy
         self.force = False  #: ``session.modified = True``: save even if nothing differs
         self.invalidated = False
@@ -91,6 +106,11 @@ class SessionState:
         self.persistent: bool | None = None
         #: The session of a WebSocket connection: no cookie can be set.
         self.websocket = False
+
+    def now(self) -> float:
+        """Epoch seconds by the engine's clock (``time.time`` without an engine)."""
+        devices = self.devices
+        return devices.clock() if devices is not None else time.time()
 
     def delta(self, values: dict[str, Any]) -> tuple[dict[str, str], tuple[str, ...]]:
         """The texts of ``values`` that differ from what was loaded, and the keys removed."""
@@ -268,7 +288,7 @@ class Session(dict[str, Any]):
         the response, whether it did)."""
         state = self._state
         if state.changed or state.force or state.user_changed or state.doomed or (
-                state.invalidated):
+                state.invalidated or state.meta_changed):
             return True
         changes, removed = state.delta(self)
         return bool(changes or removed)
@@ -309,6 +329,9 @@ class Session(dict[str, Any]):
         state.unreadable = frozenset()
         state.user_id = None
         state.user_changed = False
+        state.meta = _EMPTY_META  # its own expiry, its login time, its description
+        state.meta_changed = False
+        state.revoke_others = False
         state.invalidated = True
         state.is_new = True
 
@@ -333,8 +356,124 @@ class Session(dict[str, Any]):
     @property
     def cookie_persistent(self) -> bool | None:
         """Whether this session's cookie outlives the browser session; None: as configured
-        (``cookie_persistent``). Flask's session answers with its ``permanent``."""
+        (``cookie_persistent``). Flask's session answers with its ``permanent``;
+        ``set_expiry`` overrides both."""
         return self._state.persistent
+
+    # --- this session's own lifetime ("remember me") --------------------------------------
+    def set_expiry(self, idle: float | timedelta | None = None,
+                   absolute: float | timedelta | None = None, *,
+                   browser_session: bool | None = None) -> None:
+        """Give this session its own lifetime, within the configured one ("remember me").
+
+        ``idle`` and ``absolute`` (seconds or a ``timedelta``) shorten the configured
+        ``idle_timeout`` and ``absolute_timeout`` for this session only; a longer value means
+        the configured one. A session given a lifetime gets a persistent cookie (as Django's
+        ``set_expiry``); ``browser_session=True`` asks for a cookie that ends with the browser
+        instead, ``False`` for a persistent one. ``set_expiry()`` with nothing goes back to the
+        configuration. The choice is saved with the session, kept by ``regenerate()`` and
+        dropped by ``invalidate()``::
+
+            if form.remember_me:
+                session.set_expiry(absolute=timedelta(days=30))
+            else:
+                session.set_expiry(idle=timedelta(hours=1), browser_session=True)
+        """
+        chosen: dict[str, Any] = {}
+        if idle is not None:
+            chosen[facts.IDLE] = _seconds(idle, "idle")
+        if absolute is not None:
+            chosen[facts.ABSOLUTE] = _seconds(absolute, "absolute")
+        if browser_session is not None:
+            if type(browser_session) is not bool:
+                raise TypeError("browser_session must be True, False or None")
+            chosen[facts.PERSISTENT] = not browser_session
+        elif chosen:
+            chosen[facts.PERSISTENT] = True
+        state = self._state
+        kept = {k: v for k, v in state.meta.items() if k not in _LIMIT_FACTS}
+        before = (state.meta.get(facts.IDLE), state.meta.get(facts.ABSOLUTE))
+        self._set_facts({**kept, **chosen})
+        if before != (chosen.get(facts.IDLE), chosen.get(facts.ABSOLUTE)):
+            state.touch = True  # the deadline moves now, to what the new limits give
+
+    # --- fresh logins -----------------------------------------------------------------------
+    def mark_authenticated(self) -> None:
+        """Record that the user proved who they are now (a password, a second factor): call
+        it at login and wherever the app asks again. Kept by ``regenerate()``, dropped by
+        ``invalidate()``; read with ``authenticated_within``."""
+        state = self._state
+        self._set_facts({**state.meta, facts.AUTHENTICATED: state.now()})
+
+    @property
+    def authenticated_at(self) -> datetime | None:
+        """When the user last proved who they are (``mark_authenticated``), or None."""
+        self.accessed = True
+        at = self._state.meta.get(facts.AUTHENTICATED)
+        return None if at is None else datetime.fromtimestamp(at, UTC)
+
+    def authenticated_within(self, seconds: float | timedelta) -> bool:
+        """Whether the user proved who they are at most ``seconds`` ago: for pages that need
+        a recent password (``if not session.authenticated_within(300): ask again``)."""
+        limit = _seconds(seconds, "seconds")
+        self.accessed = True
+        state = self._state
+        at = state.meta.get(facts.AUTHENTICATED)
+        return at is not None and state.now() - at <= limit
+
+    # --- the user's devices (``sessionkit.devices``) ---------------------------------------
+    @property
+    def description(self) -> str | None:
+        """What the app says this session is (e.g. "Firefox on Linux", derived by the app from
+        what it chooses; nothing is collected by default), shown by ``store.user_sessions``."""
+        self.accessed = True
+        found: str | None = self._state.meta.get(facts.DESCRIPTION)
+        return found
+
+    @description.setter
+    def description(self, value: str | None) -> None:
+        if value is not None:
+            if type(value) is not str or len(value) > facts.MAX_DESCRIPTION:
+                raise TypeError(f"description must be None or a str of at most "
+                                f"{facts.MAX_DESCRIPTION} characters")
+            check_text(value, "description")
+        state = self._state
+        self.accessed = True
+        if state.meta.get(facts.DESCRIPTION) == value:
+            return  # unchanged: nothing to write
+        changed = {k: v for k, v in state.meta.items() if k != facts.DESCRIPTION}
+        if value is not None:
+            changed[facts.DESCRIPTION] = value
+        self._set_facts(changed)
+
+    @property
+    def handle(self) -> str | None:
+        """This session's handle among its user's sessions (``store.user_sessions``), to mark
+        "this device" on a devices page; None until the session is saved."""
+        self.accessed = True
+        state = self._state
+        if state.key is None or state.devices is None:
+            return None
+        return state.devices.handles.of(state.key)
+
+    def revoke_others(self) -> None:
+        """End every other session of this session's user ("sign out everywhere else"), when
+        the response is saved; this one stays. Raises ``ConfigError`` at once in a mode that
+        cannot list sessions (jwt:// without a revocation store)."""
+        state = self._state
+        if state.user_id is None:
+            raise RuntimeError("revoke_others() needs a user: set session.user_id first")
+        if state.devices is not None:
+            state.devices.check()
+        self.accessed = True
+        state.revoke_others = True
+
+    def _set_facts(self, changed: dict[str, Any]) -> None:
+        self.accessed = True
+        state = self._state
+        if changed != state.meta:
+            state.meta = changed
+            state.meta_changed = True
 
     @property
     def created_at(self) -> datetime:
@@ -350,6 +489,18 @@ class Session(dict[str, Any]):
         """When the session expires if it is not used again: the earlier of the idle and the
         absolute limit."""
         return datetime.fromtimestamp(self._state.expires_at, UTC)
+
+
+def _seconds(value: float | timedelta, name: str) -> float:
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif type(value) in (int, float):
+        seconds = float(value)
+    else:
+        raise TypeError(f"{name} must be seconds or a timedelta, not {type(value).__name__}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{name} must be a positive, finite duration (got {value!r})")
+    return seconds
 
 
 def state_of(session: Session) -> SessionState:
@@ -401,9 +552,11 @@ class UnavailableSession(Session):
     copy = __copy__ = __deepcopy__ = __reduce__ = __ior__ = __or__ = __ror__ = _fail
     __eq__ = __ne__ = _fail
     to_dict = mark_accessed = mark_modified = regenerate = invalidate = _fail
+    set_expiry = mark_authenticated = authenticated_within = revoke_others = _fail
     id = user_id = created_at = last_accessed = expires_at = modified = is_new = property(
         _fail, _fail)
-    cookie_persistent = property(_fail)
+    description = property(_fail, _fail)
+    cookie_persistent = authenticated_at = handle = property(_fail)
     accessed = property(lambda self: False, _fail)
 
     def __repr__(self) -> str:

@@ -21,10 +21,11 @@ event loop per test). Needs pytest (``pip install 'sessionkit[testing]'``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -32,6 +33,7 @@ from .stores.base import (
     Create,
     Delete,
     DeleteUser,
+    ListUser,
     Load,
     Op,
     Record,
@@ -71,8 +73,9 @@ def _key(name: str) -> str:
 
 
 def _record(fields: dict[str, str] | None = None, *, now: float, user: str | None = None,
-            idle: float = IDLE) -> Record:
-    return Record(dict(fields or {"a": "1"}), now, now + idle, now, user, 1, "inst-a")
+            idle: float = IDLE, meta: dict[str, Any] | None = None) -> Record:
+    return Record(dict(fields or {"a": "1"}), now, now + idle, now, user, 1, "inst-a",
+                  dict(meta or {}))
 
 
 def _update(key: str, loaded: Record, now: float, *, changes: dict[str, str] | None = None,
@@ -251,6 +254,79 @@ class StoreContract:
         after = run(Load(key, now, IDLE, ABSOLUTE))
         assert after is not None
         assert after.user_id is None
+
+    # --- facts about sessions (``Record.meta``) and a user's devices -----------------------
+    def test_meta_round_trips_and_changes_only_when_an_update_says_so(
+        self, run: Face, now: float
+    ) -> None:
+        key = _key("meta")
+        meta = {"ub": now - 60.25, "au": now - 5.5, "xi": 600.0, "xa": 86400.0, "xp": False,
+                "dn": "Firefox on Linux ☃ \"quoted\"", "zz-newer": [1, {"a": None}]}
+        assert run(Create(key, _record(now=now, user="dora", meta=meta), ABSOLUTE))
+        loaded = run(Load(key, now, IDLE, ABSOLUTE))
+        assert loaded is not None
+        assert loaded.meta == meta
+        assert run(_update(key, loaded, now, changes={"a": "2"}))  # meta None: left alone
+        after = run(Load(key, now, IDLE, ABSOLUTE))
+        assert after is not None
+        assert after.meta == meta
+        assert after.fields == {"a": "2"}
+        changed = {**meta, "au": now}
+        assert run(dataclasses.replace(_update(key, after, now), meta=changed))
+        after = run(Load(key, now, IDLE, ABSOLUTE))
+        assert after is not None
+        assert after.meta == changed
+        assert run(dataclasses.replace(_update(key, after, now), meta={}))  # every fact gone
+        after = run(Load(key, now, IDLE, ABSOLUTE))
+        assert after is not None
+        assert after.meta == {}
+        plain = _key("no-meta")
+        run(Create(plain, _record(now=now), ABSOLUTE))
+        loaded = run(Load(plain, now, IDLE, ABSOLUTE))
+        assert loaded is not None
+        assert loaded.meta == {}
+
+    def test_a_users_sessions_are_listed_with_their_facts(self, run: Face, now: float
+                                                          ) -> None:
+        first = _key("dev-alice-1")
+        run(Create(first, _record({"cart": '["pear"]'}, now=now, user="alice",
+                                  meta={"dn": "phone"}), ABSOLUTE))
+        later = _key("dev-alice-2")  # bound by a later login
+        run(Create(later, _record(now=now), ABSOLUTE))
+        loaded = run(Load(later, now, IDLE, ABSOLUTE))
+        assert loaded is not None
+        assert run(_update(later, loaded, now, user="alice", set_user=True))
+        unbound = _key("dev-alice-3")  # logged out of since
+        run(Create(unbound, _record(now=now, user="alice"), ABSOLUTE))
+        loaded = run(Load(unbound, now, IDLE, ABSOLUTE))
+        assert loaded is not None
+        assert run(_update(unbound, loaded, now, user=None, set_user=True))
+        moved = _key("dev-alice-4")  # bound to someone else since
+        run(Create(moved, _record(now=now, user="alice"), ABSOLUTE))
+        loaded = run(Load(moved, now, IDLE, ABSOLUTE))
+        assert loaded is not None
+        assert run(_update(moved, loaded, now, user="bob", set_user=True))
+        expired = _key("dev-alice-5")
+        run(Create(expired, Record({"a": "1"}, now - 100, now - 10, now - 100, "alice", 1,
+                                   None), ABSOLUTE))
+        gone = _key("dev-alice-6")
+        run(Create(gone, _record(now=now, user="alice"), ABSOLUTE))
+        run(Delete(gone))
+        run(Create(_key("dev-case-twin"), _record(now=now, user="Alice"), ABSOLUTE))
+        found = run(ListUser("alice", now))
+        listed = dict(found)
+        assert len(listed) == len(found)  # each key once
+        assert set(listed) == {first, later}
+        assert listed[first].fields == {"cart": '["pear"]'}
+        assert listed[first].meta == {"dn": "phone"}
+        assert listed[first].user_id == "alice"
+        assert listed[first].instance == "inst-a"
+        assert listed[first].created_at == pytest.approx(now, abs=1e-3)
+        assert listed[first].expires_at == pytest.approx(now + IDLE, abs=1e-3)
+        assert [key for key, _ in run(ListUser("bob", now))] == [moved]
+        assert run(ListUser("nobody", now)) == []
+        run(DeleteUser("alice"))
+        assert run(ListUser("alice", now)) == []
 
     # --- whole-store tools -----------------------------------------------------------------
     def test_records_are_listed_and_copied_without_overwriting(self, store: Store, now: float

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from .affinity import split_route
 from .ids import SessionIds
+from .meta import checked as checked_meta
 from .stores.base import Load, Record, Store
 
 #: Lifetime given to user indexes of copied sessions (the default absolute timeout): no
@@ -69,11 +70,14 @@ def copy(source: Store, target: Store, *, batch: int = 1000, dry_run: bool = Fal
 
 # --- JSON lines ----------------------------------------------------------------------------
 def to_line(key: str, record: Record) -> str:
-    return json.dumps({
+    item: dict[str, object] = {
         "key": key, "created_at": record.created_at, "expires_at": record.expires_at,
         "accessed_at": record.accessed_at, "user_id": record.user_id,
         "instance": record.instance, "fields": record.fields,
-    }, ensure_ascii=False, separators=(",", ":"))
+    }
+    if record.meta:  # facts about the session (sessionkit.meta): its own expiry, login time
+        item["meta"] = record.meta
+    return json.dumps(item, ensure_ascii=False, separators=(",", ":"))
 
 
 def from_line(line: str) -> tuple[str, Record]:
@@ -94,7 +98,10 @@ def from_line(line: str) -> tuple[str, Record]:
     if not (user is None or isinstance(user, str)) or not (
             instance is None or isinstance(instance, str)):
         raise ValueError("user_id and instance must be strings or null")
-    return key, Record(fields, times[0], times[1], times[2], user, 1, instance)
+    meta = checked_meta(item.get("meta", {}))
+    if meta is None:
+        raise ValueError("meta must be an object of session facts as sessionkit writes them")
+    return key, Record(fields, times[0], times[1], times[2], user, 1, instance, meta)
 
 
 def export(source: Store, out: TextIO, *, batch: int = 1000, now: float | None = None

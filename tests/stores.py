@@ -89,6 +89,10 @@ def _jwt_redis(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return "jwt://?algorithm=HS512"
 
 
+def _jwt_encrypted(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return "jwt://?encrypted=true"
+
+
 StoreFactory = Callable[[pytest.FixtureRequest, Path], str]
 ALL_STORES: dict[str, StoreFactory] = {
     "memory": _memory,
@@ -100,6 +104,7 @@ ALL_STORES: dict[str, StoreFactory] = {
     "mariadb": _mysql,
     "jwt": _jwt,
     "jwt-redis": _jwt_redis,
+    "jwt-encrypted": _jwt_encrypted,
 }
 #: Stores that keep data on the server (client-side modes cannot merge concurrent writes).
 SERVER_STORES = [name for name in ALL_STORES if not name.startswith("jwt")]
@@ -121,7 +126,7 @@ class StoreCase:
 def store_case(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> StoreCase:
     url = ALL_STORES[name](request, tmp_path)
     settings: dict[str, Any] = {}
-    if name == "jwt":
+    if name in ("jwt", "jwt-encrypted"):
         settings["revocation_store"] = "memory://"
     elif name == "jwt-redis":
         settings["revocation_store"] = os.environ[REDIS_ENV]

@@ -6,6 +6,10 @@ the absolute timeout runs from it), ``uid`` (the bound user), ``iss``/``aud`` wh
 and the data under ``d``. The token is re-issued when the session changes or once a tenth of
 the idle timeout has passed, never on every response.
 
+``jwt://?encrypted=true`` seals the same claims in an encrypted token instead (JWE, RFC 7516:
+``sessionkit.client.jwe``), so the client cannot read its session; everything else here is
+the same in both forms.
+
 Following RFC 8725: verification pins the configured algorithm (never the token's ``alg``),
 every token names its key (``kid``) and an unknown ``kid`` is rejected, HMAC keys are derived
 from ``secret_key`` (at least 256 bits) and asymmetric keys come as PEM from the config. Keys
@@ -16,6 +20,14 @@ cookie is deleted from the browser, but a copy taken earlier still works until t
 ``idle_timeout``, never past ``absolute_timeout``). With one, ``invalidate()``, ``regenerate()``
 and ``delete_user_sessions()`` take effect at once: a deny-list entry per ``sid`` until its
 ``exp``, and a per-user "not before" time that kills every session created earlier.
+
+A user's devices (``sessionkit.devices``): tokens are not stored, so the revocation store also
+learns of each token bound to a user — a small record per ``sid`` (its times, instance and
+facts, no data), bound to the user in the store's user index, written when the user is bound
+or its facts change and refreshed when the token's expiry slides, and removed when the token
+is revoked. Listing a user's sessions reads that index; revoking one deny-lists its ``sid``.
+So that those records expire with their tokens, a token's ``exp`` slides in the same steps as
+a server-side session's (a tenth of the idle timeout), not on every write.
 
 PyJWT checks the signature; the claims are checked here, against the engine's clock.
 """
@@ -35,7 +47,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 import jwt
@@ -43,10 +55,25 @@ import jwt.algorithms
 
 from ..backend import Backend, Found, Lookup, Miss, Steps
 from ..codecs import json_text
-from ..config import SessionConfig
+from ..config import SessionConfig, parse_bool
 from ..errors import ConfigError
+from ..meta import BOUND
+from ..meta import checked as checked_meta
+from ..meta import encode as encode_meta
 from ..session import SessionState
-from ..stores.base import Capabilities, Create, DeleteUser, Load, Op, R, Record, Store
+from ..stores.base import (
+    Capabilities,
+    Create,
+    Delete,
+    DeleteUser,
+    ListUser,
+    Load,
+    Op,
+    R,
+    Record,
+    Store,
+)
+from .jwe import EncryptedTokens
 
 logger = logging.getLogger("sessionkit")
 
@@ -57,6 +84,13 @@ MAX_TOKEN_LENGTH = 4096
 TOKEN_CACHE_SIZE = 4096
 INVALID = Miss("invalid")
 NOT_FOUND = Miss("not_found")  # revoked
+NEEDS_REVOCATION = (
+    "log out everywhere (and listing or revoking a user's sessions) needs "
+    "revocation_store=<a shared store URL> in jwt:// mode: without one a copied token stays "
+    "valid until it expires")
+
+
+_NO_FACTS: dict[str, Any] = {}
 
 
 class Token(NamedTuple):
@@ -72,21 +106,30 @@ class Token(NamedTuple):
     fields: dict[str, str]
     #: When the user was bound (``ub``): a log-out-everywhere revokes tokens bound before it.
     bound_at: float | None = None
+    #: The session's facts (``sessionkit.meta``): ``ub`` from its own claim, the rest from
+    #: the ``m`` claim.
+    meta: dict[str, Any] = _NO_FACTS
 _ALLOWED_HEADER = frozenset({"alg", "kid", "typ"})
 _COMPACT_RE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 class JwtOptions:
-    """``jwt://?algorithm=HS256&issuer=...&audience=...&leeway=5``"""
+    """``jwt://?algorithm=HS256&issuer=...&audience=...&leeway=5``, or
+    ``jwt://?encrypted=true&...`` for tokens the client cannot read."""
 
     def __init__(self, url: str) -> None:
         query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
-        unknown = set(query) - {"algorithm", "issuer", "audience", "leeway"}
+        unknown = set(query) - {"algorithm", "issuer", "audience", "leeway", "encrypted"}
         if unknown:
             raise ConfigError(
                 f"unknown option(s) {', '.join(sorted(unknown))} in jwt:// URL; valid: "
-                f"algorithm, issuer, audience, leeway"
+                f"algorithm, issuer, audience, leeway, encrypted"
             )
+        self.encrypted = parse_bool(query.get("encrypted", "false"), "jwt:// option encrypted")
+        if self.encrypted and "algorithm" in query:
+            raise ConfigError(
+                "jwt://?encrypted=true tokens are encrypted with A256KW and A256GCM under keys "
+                "derived from secret_key; drop the algorithm option (it names signatures)")
         self.algorithm = query.get("algorithm", "HS256")
         if self.algorithm not in HMAC_ALGORITHMS + ASYMMETRIC_ALGORITHMS:
             raise ConfigError(
@@ -191,19 +234,23 @@ def _thumbprint(public: Any) -> str:
 
 class ClientSideStore(Store):
     """What ``SessionEngine.store`` is in client mode: log-out-everywhere goes to the
-    revocation store as a per-user "not before" time."""
+    revocation store as a per-user "not before" time (and the user's device records go)."""
 
     def __init__(self, backend: JwtBackend) -> None:
         self.backend = backend
         self.name = "jwt://"
 
     def execute(self, op: Op[R]) -> R:
-        self.backend.io_store.execute(self._translate(op))
-        return cast(R, 0)  # how many tokens were out there is unknowable: the client has them
+        revocation = self.backend.io_store
+        revocation.execute(self._translate(op))
+        # How many tokens are out there is unknowable (the clients hold them): this counts
+        # the ones the revocation store learnt of.
+        return revocation.execute(op)
 
     async def aexecute(self, op: Op[R]) -> R:
-        await self.backend.io_store.aexecute(self._translate(op))
-        return cast(R, 0)
+        revocation = self.backend.io_store
+        await revocation.aexecute(self._translate(op))
+        return await revocation.aexecute(op)
 
     def _translate(self, op: Op[Any]) -> Op[bool]:
         if not isinstance(op, DeleteUser):
@@ -218,10 +265,7 @@ class _NoRevocation(Store):
     capabilities = Capabilities(nonblocking=True)
 
     def execute(self, op: Op[R]) -> R:
-        raise ConfigError(
-            "log out everywhere needs revocation_store=<a shared store URL> in jwt:// mode: "
-            "without one a copied token stays valid until it expires"
-        )
+        raise ConfigError(NEEDS_REVOCATION)
 
     async def aexecute(self, op: Op[R]) -> R:
         return self.execute(op)
@@ -232,6 +276,9 @@ class JwtBackend(Backend):
         self.options = JwtOptions(config.store if isinstance(config.store, str) else "jwt://")
         self.config = config
         self.keys = JwtKeys(config, self.options.algorithm)
+        #: Seals tokens the client cannot read (``jwt://?encrypted=true``), else None: signed.
+        self.encryption = (EncryptedTokens(config.secret_keys) if self.options.encrypted
+                           else None)
         self.revocation = revocation
         self.io_store = revocation if revocation is not None else _NoRevocation()
         self.public_store = ClientSideStore(self)
@@ -245,12 +292,21 @@ class JwtBackend(Backend):
         self._known = _KnownTokens(TOKEN_CACHE_SIZE)
         root = config.secret_keys[0] if config.secret_keys else _key_bytes(self.keys.sign)
         self._user_key = hmac.digest(root, b"sessionkit/v1 jwt-user", "sha256")
+        #: What session handles are keyed with when there is no secret_key (asymmetric keys).
+        self.handle_secrets = config.secret_keys or (root,)
 
     def rekey(self, secret_keys: tuple[bytes, ...]) -> None:
-        """Sign and verify with other secrets from now on (HS algorithms)."""
+        """Sign and verify (or encrypt and decrypt) with other secrets from now on."""
         self.keys = JwtKeys(dataclasses.replace(self.config, secret_key=secret_keys),
                             self.options.algorithm)
+        if self.encryption is not None:
+            self.encryption = EncryptedTokens(secret_keys)
         self._known = _KnownTokens(TOKEN_CACHE_SIZE)
+
+    @property
+    def kid(self) -> str:
+        """The key new tokens are issued under."""
+        return self.encryption.kid if self.encryption is not None else self.keys.kid
 
     # --- reading ----------------------------------------------------------------------------
     def lookup(self, value: str, now: float) -> Steps[Lookup]:
@@ -261,9 +317,7 @@ class JwtBackend(Backend):
         if token.expires_at + leeway <= now or token.not_before - leeway > now:
             return INVALID
         record = Record(token.fields, token.created_at, token.expires_at, token.issued_at,
-                        token.user_id, 0)
-        if token.bound_at is not None:
-            record.meta = {"ub": token.bound_at}
+                        token.user_id, 0, None, token.meta)
         if self.revocation is not None:
             denied: Record | None = yield Load(_deny_key(token.sid), now, self._idle,
                                                self._absolute)
@@ -275,7 +329,7 @@ class JwtBackend(Backend):
                 bound = token.bound_at if token.bound_at is not None else token.created_at
                 if marker is not None and _not_before(marker) >= bound:
                     return NOT_FOUND
-        return Found(record, token.sid, token.sid, None, 0 if token.kid == self.keys.kid else 1)
+        return Found(record, token.sid, token.sid, None, 0 if token.kid == self.kid else 1)
 
     def _decode(self, value: str) -> Token | None:
         token: Token | None = self._known.get(value, _UNKNOWN)
@@ -286,12 +340,36 @@ class JwtBackend(Backend):
 
     def _decode_uncached(self, value: str) -> Token | None:
         """The token if it is authentic, well-formed and for us; None otherwise. Time is
-        judged by the caller, so the answer depends only on the token and can be cached.
+        judged by the caller, so the answer depends only on the token and can be cached."""
+        if len(value) > MAX_TOKEN_LENGTH:
+            return None
+        opened = self._verified(value) if self.encryption is None else self._decrypted(value)
+        if opened is None:
+            return None
+        claims, kid = opened
+        if not isinstance(claims, dict):
+            return None
+        return self._token(claims, kid)
+
+    def _decrypted(self, value: str) -> tuple[Any, str] | None:
+        """The claims of an encrypted token, and its key (``sessionkit.client.jwe``)."""
+        assert self.encryption is not None
+        opened = self.encryption.open(value)
+        if opened is None:
+            return None
+        payload, kid = opened
+        try:
+            return json.loads(payload), kid
+        except (ValueError, RecursionError):
+            return None
+
+    def _verified(self, value: str) -> tuple[Any, str] | None:
+        """The claims of a signed token, and its key.
 
         The compact JWS form is parsed here, strictly (PyJWT's parser re-validates every
         character in Python and dominated the cost of a request); the signature is checked by
         PyJWT's algorithm for the one configured ``alg``."""
-        if len(value) > MAX_TOKEN_LENGTH or not _COMPACT_RE.fullmatch(value):
+        if not _COMPACT_RE.fullmatch(value):
             return None
         header_b64, payload_b64, signature_b64 = value.split(".")
         try:
@@ -312,9 +390,7 @@ class JwtBackend(Backend):
             claims = json.loads(_b64decode(payload_b64))
         except (ValueError, TypeError, RecursionError, jwt.PyJWTError):
             return None
-        if not isinstance(claims, dict):
-            return None
-        return self._token(claims, kid)
+        return claims, kid
 
     def _token(self, claims: dict[str, Any], kid: str) -> Token | None:
         times = [claims.get(n) for n in ("exp", "nbf", "iat", "ct")]
@@ -338,27 +414,46 @@ class JwtBackend(Backend):
         bound = claims.get("ub")
         if bound is not None and (type(bound) not in (int, float) or not math.isfinite(bound)):
             return None
+        found = claims.get("m")
+        facts = _NO_FACTS if found is None else checked_meta(found)
+        if facts is None or BOUND in facts:
+            return None
+        if bound is not None:
+            facts = {**facts, BOUND: float(bound)}
         return Token(sid, kid, exp, nbf, iat, ct, user, fields,
-                     float(bound) if bound is not None else None)
+                     float(bound) if bound is not None else None, facts)
 
     # --- writing ----------------------------------------------------------------------------
     def create(self, record: Record) -> Steps[tuple[str, str, str]]:
-        yield from ()  # a token needs no I/O
         sid = _b64(secrets.token_bytes(16))
-        return self._issue(sid, record), sid, sid
+        token = self._issue(sid, record)
+        if self.revocation is not None and record.user_id is not None:
+            yield self._register(sid, record)
+        return token, sid, sid
 
     def update(
         self, state: SessionState, changes: Mapping[str, str], removed: tuple[str, ...],
         record: Record,
     ) -> Steps[str | None]:
         assert state.token is not None
-        yield from ()
-        return self._issue(state.token, record)
+        if not state.touch:
+            # The expiry slides in steps (as stored sessions' do), so the device record
+            # written at the last step expires with the token.
+            record.expires_at = state.expires_at
+        token = self._issue(state.token, record)
+        if self.revocation is not None:
+            if state.user_changed and record.user_id is None:
+                yield Delete(_device_key(state.token))  # unbound: no longer the user's device
+            elif record.user_id is not None and (state.meta_changed or state.touch):
+                yield self._register(state.token, record)
+        return token
 
     def touch(self, state: SessionState, record: Record) -> Steps[str | None]:
         assert state.token is not None
-        yield from ()
-        return self._issue(state.token, record)
+        token = self._issue(state.token, record)
+        if self.revocation is not None and record.user_id is not None:
+            yield self._register(state.token, record)  # expires with the token
+        return token
 
     def destroy(self, key: str, until: float) -> Steps[None]:
         """Deny-list the ``sid`` until its token would have expired anyway."""
@@ -367,6 +462,30 @@ class JwtBackend(Backend):
         now = self._clock()
         if until > now:
             yield Create(_deny_key(key), Record({}, now, until, now, None, 1), self._absolute)
+        yield Delete(_device_key(key))
+
+    def check_user_listing(self) -> None:
+        if self.revocation is None:
+            raise ConfigError(NEEDS_REVOCATION)
+
+    def user_records(self, user_id: str, now: float) -> Steps[list[tuple[str, Record]]]:
+        """The device records of ``user_id``'s tokens, by ``sid``, save those a
+        log-out-everywhere revoked since they were written."""
+        self.check_user_listing()
+        found: list[tuple[str, Record]] = yield ListUser(user_id, now)
+        marker: Record | None = yield Load(self._user_marker(user_id), now, self._idle,
+                                            self._absolute)
+        revoked_before = _not_before(marker) if marker is not None else None
+        return [(key[len(_DEVICE_PREFIX):], record) for key, record in found
+                if key.startswith(_DEVICE_PREFIX) and (
+                    revoked_before is None
+                    or record.meta.get(BOUND, record.created_at) > revoked_before)]
+
+    def _register(self, sid: str, record: Record) -> Op[bool]:
+        """The device record of a token bound to a user: its times, instance and facts."""
+        device = Record({}, record.created_at, record.expires_at, record.accessed_at,
+                        record.user_id, 1, record.instance, record.meta)
+        return Create(_device_key(sid), device, self._absolute)
 
     def not_before_op(self, user_id: str) -> Op[bool]:
         """Every session of ``user_id`` created before now is revoked."""
@@ -383,8 +502,8 @@ class JwtBackend(Backend):
         return self._issue(state.token, record)
 
     def _issue(self, sid: str, record: Record) -> str:
-        """Sign the session as a token. The data claim is assembled from each value's JSON
-        text, so nothing is encoded twice."""
+        """Sign (or encrypt) the session as a token. The data claim is assembled from each
+        value's JSON text, so nothing is encoded twice."""
         now = record.accessed_at
         claims = [
             f'"sid":{encode_basestring(sid)}',
@@ -395,22 +514,29 @@ class JwtBackend(Backend):
         ]
         if record.user_id is not None:
             claims.append(f'"uid":{encode_basestring(record.user_id)}')
-        bound = record.meta.get("ub")
+        facts = record.meta
+        bound = facts.get(BOUND)
         if bound is not None:
             claims.append(f'"ub":{float(bound)!r}')
+        if len(facts) > (bound is not None):  # facts besides ub: one compact claim
+            claims.append('"m":' + encode_meta({k: v for k, v in facts.items() if k != BOUND}))
         if self.options.issuer is not None:
             claims.append(f'"iss":{json.dumps(self.options.issuer)}')
         if self.options.audience is not None:
             claims.append(f'"aud":{json.dumps(self.options.audience)}')
         data = ",".join(f"{encode_basestring(k)}:{v}" for k, v in record.fields.items())
         payload = "{" + ",".join(claims) + ',"d":{' + data + "}}"
-        signing_input = self.keys.header_b64 + "." + _b64(payload.encode())
-        signature = self.keys.alg.sign(signing_input.encode("ascii"), self.keys.sign)
-        token = signing_input + "." + _b64(signature)
+        if self.encryption is not None:
+            token = self.encryption.seal(payload.encode())
+        else:
+            signing_input = self.keys.header_b64 + "." + _b64(payload.encode())
+            signature = self.keys.alg.sign(signing_input.encode("ascii"), self.keys.sign)
+            token = signing_input + "." + _b64(signature)
         self._known.put(token, Token(
-            sid, self.keys.kid, float(int(record.expires_at)), float(int(now)),
+            sid, self.kid, float(int(record.expires_at)), float(int(now)),
             float(int(now)), record.created_at, record.user_id, dict(record.fields),
-            float(bound) if bound is not None else None))
+            float(bound) if bound is not None else None,
+            {**facts, BOUND: float(bound)} if bound is not None else dict(facts)))
         return token
 
     def _user_marker(self, user_id: str) -> str:
@@ -455,6 +581,13 @@ def _key_bytes(private_key: Any) -> bytes:
 
 def _deny_key(sid: str) -> str:
     return "r." + sid
+
+
+_DEVICE_PREFIX = "s."
+
+
+def _device_key(sid: str) -> str:
+    return _DEVICE_PREFIX + sid
 
 
 def _not_before(marker: Record) -> float:

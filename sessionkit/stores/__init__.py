@@ -23,6 +23,7 @@ from .base import (
     Create,
     Delete,
     DeleteUser,
+    ListUser,
     Load,
     Op,
     Record,
@@ -32,8 +33,9 @@ from .base import (
 )
 
 __all__ = [
-    "BlockingStore", "Capabilities", "CommandStore", "Create", "Delete", "DeleteUser", "Load",
-    "Op", "Record", "Store", "Touch", "Update", "open_store", "store_schemes",
+    "BlockingStore", "Capabilities", "CommandStore", "Create", "Delete", "DeleteUser",
+    "ListUser", "Load", "Op", "Record", "Store", "Touch", "Update", "open_store",
+    "store_schemes",
 ]
 
 ENTRY_POINT_GROUP = "sessionkit.stores"

@@ -28,7 +28,10 @@ Duties every store carries, whatever its kind (``sessionkit.testing`` checks eac
 * ``Update`` merges a delta atomically (no lost update of another request's keys) and never
   resurrects a record that was deleted or has expired: it returns False instead.
 * ``Touch`` slides a live record's expiry, False if it is gone; ``Delete`` is idempotent;
-  ``DeleteUser`` destroys every record bound to a user id and returns how many.
+  ``DeleteUser`` destroys every record bound to a user id and returns how many; ``ListUser``
+  returns every live record bound to a user id, with its key.
+* ``Record.meta`` (facts about the session: ``sessionkit.meta``) is kept as written by
+  ``Create`` and by an ``Update`` whose ``meta`` is not None, and returned by every read.
 * Records expire by themselves at ``expires_at`` at the latest (native TTLs, or ``gc``).
 """
 
@@ -38,9 +41,12 @@ import abc
 import asyncio
 import dataclasses
 from collections.abc import Callable, Generator, Iterator, Mapping
-from typing import Any, ClassVar, Generic, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeAlias, TypeVar, cast
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..devices import Devices, UserSession
 
 R = TypeVar("R")
 C = TypeVar("C")
@@ -73,7 +79,9 @@ class Record:
     version: int = 1
     #: The instance that created the session (for ``sessionkit stats``), when known.
     instance: str | None = None
-    #: Facts about the session itself, not its data (``ub``: when its user was bound).
+    #: Facts about the session itself, not its data (``sessionkit.meta``: when its user was
+    #: bound and last proved who they are, its own expiry, its description). Never changed in
+    #: place: a change installs a new dict.
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -178,6 +186,16 @@ class DeleteUser(Op[int]):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ListUser(Op["list[tuple[str, Record]]"]):
+    """Every record bound to the user id in ``key`` (compared exactly) that is live at
+    ``now``, with its store key, in no particular order: a user's devices. It must reach the
+    sessions bound by a later ``Update(set_user=True)`` and leave out those unbound since."""
+
+    method: ClassVar[str] = "list_user"
+    now: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class On:
     """Perform ``op`` on ``store`` instead of the engine's own store (fallback, drain,
     revocation and migration stores)."""
@@ -237,6 +255,36 @@ class Store(abc.ABC):
     async def adelete_user_sessions(self, user_id: str) -> int:
         return await self.aexecute(DeleteUser(user_id))
 
+    # --- a user's devices (``sessionkit.devices``) -------------------------------------------
+    #: Lists and revokes users' sessions: given to the store by the ``SessionEngine`` that
+    #: serves sessions from it, which holds the key handles are made with and the clock.
+    devices: Devices | None = None
+
+    def user_sessions(self, user_id: str) -> list[UserSession]:
+        """Each live session of ``user_id``, most recently seen first: an opaque handle (never
+        the id or anything a cookie can be made from), when it was created and last seen,
+        the instance that created it and the app's description of it."""
+        return self._devices().user_sessions(user_id)
+
+    async def auser_sessions(self, user_id: str) -> list[UserSession]:
+        return await self._devices().auser_sessions(user_id)
+
+    def revoke(self, user_id: str, handle: str) -> bool:
+        """End the session of ``user_id`` that ``handle`` (from ``user_sessions``) names;
+        False when that user has no such session (ended already, or not theirs)."""
+        return self._devices().revoke(user_id, handle)
+
+    async def arevoke(self, user_id: str, handle: str) -> bool:
+        return await self._devices().arevoke(user_id, handle)
+
+    def _devices(self) -> Devices:
+        if self.devices is None:
+            raise ConfigError(
+                f"{self.name}: listing and revoking a user's sessions goes through the "
+                f"SessionEngine that serves them (engine.store.user_sessions(...)): handles are "
+                f"keyed with its secret_key")
+        return self.devices
+
     def close(self) -> None:  # noqa: B027  (optional: most stores hold nothing to release)
         """Release connections (sync side)."""
 
@@ -264,6 +312,9 @@ class BlockingStore(Store):
 
     @abc.abstractmethod
     def delete_user(self, op: DeleteUser) -> int: ...
+
+    @abc.abstractmethod
+    def list_user(self, op: ListUser) -> list[tuple[str, Record]]: ...
 
     def execute(self, op: Op[R]) -> R:
         return cast(R, getattr(self, op.method)(op))
@@ -303,6 +354,9 @@ class CommandStore(Store, Generic[C]):
 
     @abc.abstractmethod
     def delete_user(self, op: DeleteUser) -> Steps[C, int]: ...
+
+    @abc.abstractmethod
+    def list_user(self, op: ListUser) -> Steps[C, list[tuple[str, Record]]]: ...
 
     @abc.abstractmethod
     def run(self, steps: Steps[C, R]) -> R:
@@ -349,7 +403,7 @@ def positive_int(text: str) -> int:
 
 
 __all__ = [
-    "BlockingStore", "Capabilities", "CommandStore", "Create", "Delete", "DeleteUser", "Load",
-    "On", "Op", "Record", "Request", "Steps", "Store", "Touch", "Update", "deadline",
-    "merge_fields", "url_options",
+    "BlockingStore", "Capabilities", "CommandStore", "Create", "Delete", "DeleteUser",
+    "ListUser", "Load", "On", "Op", "Record", "Request", "Steps", "Store", "Touch", "Update",
+    "deadline", "merge_fields", "url_options",
 ]

@@ -20,6 +20,7 @@ from .base import (
     Create,
     Delete,
     DeleteUser,
+    ListUser,
     Load,
     Record,
     Touch,
@@ -130,6 +131,12 @@ class MemoryStore(BlockingStore):
             for key in keys:
                 self._records.pop(key, None)
             return len(keys)
+
+    def list_user(self, op: ListUser) -> list[tuple[str, Record]]:
+        with self._lock:
+            records = self._records
+            return [(key, _copy(record)) for key in self._users.get(op.key, ())
+                    if (record := records.get(key)) is not None and record.expires_at > op.now]
 
     # --- bookkeeping (lock held) ----------------------------------------------------------
     def _drop(self, key: str, record: Record) -> None:

@@ -29,7 +29,9 @@ def fill(store: Store, now: float) -> dict[str, Record]:
     for n in range(COUNT):
         key = secrets.token_urlsafe(16)
         made[key] = Record({"cart": f'["item-{n}"]', "n": str(n)}, now - 100, now + 600 + n,
-                           now - 10, f"user-{n % 97}" if n % 3 else None, 1, f"web-{n % 3}")
+                           now - 10, f"user-{n % 97}" if n % 3 else None, 1, f"web-{n % 3}",
+                           {"au": now - 50, "xi": 900.0, "dn": f"device {n} ☃"} if n % 5 == 0
+                           else {})
     expired = {secrets.token_urlsafe(16): Record({"x": "1"}, now - 900, now - 5, now - 900)
                for _ in range(50)}
     items = list({**made, **expired}.items())
@@ -72,6 +74,7 @@ def test_migrate_ten_thousand_sessions_keeping_keys_and_lifetimes(
         assert abs(record.expires_at - original.expires_at) <= 2
         assert abs(record.created_at - original.created_at) <= 2
         assert (record.user_id, record.instance) == (original.user_id, original.instance)
+        assert record.meta == original.meta
     moved = SessionEngine(store=target_url, secret_key=KEY)
     assert moved.load(cookie.split(";")[0])["cart"] == ["real"]  # the same cookie works there
 
@@ -101,6 +104,7 @@ def test_export_then_import_keeps_everything(
     key = next(iter(made))
     assert copied[key].fields == made[key].fields
     assert abs(copied[key].expires_at - made[key].expires_at) <= 2
+    assert all(copied[k].meta == made[k].meta for k in made)  # remember-me, login times
 
 
 def test_inspect_takes_a_cookie_that_starts_with_a_dash(

@@ -123,8 +123,13 @@ def test_keys_are_hashed_ids_under_the_prefix(redis_url: str) -> None:
         lambda r, k: r.hset(k, mapping={"f": "1", "c": "1", "e": "9e99", "d:x": b"\xff\xfe"}),
         lambda r, k: r.hset(k, mapping={"f": "1", "c": "1", "e": "9e99",
                                         "d:x": b"\x80\x04\x95pickle"}),
+        lambda r, k: r.hset(k, mapping={"f": "1", "c": "1", "e": "9e99", "d:x": "1",
+                                        "m": '{"xi": "60"}'}),
+        lambda r, k: r.hset(k, mapping={"f": "1", "c": "1", "e": "9e99", "d:x": "1",
+                                        "m": "not json"}),
     ],
-    ids=["wrong-type", "unknown-format", "bad-numbers", "not-utf8", "pickle-in-field"],
+    ids=["wrong-type", "unknown-format", "bad-numbers", "not-utf8", "pickle-in-field",
+         "facts-of-the-wrong-type", "facts-not-json"],
 )
 def test_a_planted_or_garbled_record_gives_a_fresh_session(plant: object, redis_url: str) -> None:
     shop = ShopClient("fastapi", make("fastapi", secret_key=KEY, store=redis_url))

@@ -3,6 +3,7 @@ every store), so a pass proves the session API is the same everywhere."""
 
 from __future__ import annotations
 
+import base64
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +27,8 @@ from tests.support import (
 DAY = 86400.0
 COOKIE_RE = re.compile(r"^session=([A-Za-z0-9_-]{64})\.([a-z0-9-]+);")
 JWT_RE = re.compile(r"^session=eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+;")
+#: An encrypted token (JWE): header, wrapped key, IV, ciphertext, tag; nothing readable.
+JWE_RE = re.compile(r"^session=eyJ[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){4};")
 
 
 @pytest.fixture(params=FRAMEWORKS)
@@ -73,7 +76,12 @@ def test_login_sets_one_cookie_with_route_and_attributes(shop: ShopClient, case:
     assert reply.status == 200
     assert reply.json == {"user": "alice"}
     [cookie] = reply.set_cookies
-    if case.client_side:  # the session itself: a JWT (header.payload.signature)
+    if case.client_side and "encrypted" in case.url:  # the session, encrypted
+        assert JWE_RE.match(cookie), cookie
+        assert "alice" not in cookie  # nor in any part of it, decoded
+        for part in cookie.split(";")[0].split("=", 1)[1].split(".")[1:]:
+            assert b"alice" not in base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    elif case.client_side:  # the session itself: a JWT (header.payload.signature)
         assert JWT_RE.match(cookie), cookie
     else:
         match = COOKIE_RE.match(cookie)

@@ -627,3 +627,51 @@ def test_a_table_made_by_an_earlier_version_gets_the_new_column(tmp_path: Path) 
     loaded = store.execute(Load(KEY, NOW, IDLE, ABSOLUTE))
     assert loaded.instance == "inst-a"
     store.close()
+
+
+def test_a_table_without_the_meta_column_gets_it_on_every_database(url: str) -> None:
+    """A table made before sessions kept facts (meta): the strict store names the ALTER
+    TABLE to run; the default one adds the column, and facts round-trip from then on."""
+    table = "sk_before_meta"
+    base = url.split("?")[0]
+    with database(base) as connection:
+        connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+        connection.execute(sa.text(
+            f"CREATE TABLE {table} (id VARCHAR(43) PRIMARY KEY, data TEXT NOT NULL, "
+            "created_at FLOAT NOT NULL, expires_at FLOAT NOT NULL, accessed_at FLOAT NOT NULL, "
+            "user_id VARCHAR(256), version INTEGER NOT NULL, format SMALLINT NOT NULL, "
+            "instance VARCHAR(63))"))
+    strict = SQLStore(f"{base}?table={table}&create_table=false")
+    try:
+        with pytest.raises(ConfigError, match=f"ALTER TABLE {table} ADD COLUMN meta"):
+            strict.execute(Load(KEY, NOW, IDLE, ABSOLUTE))
+    finally:
+        strict.close()
+    store = SQLStore(f"{base}?table={table}")
+    try:
+        facts = {"au": NOW - 1.5, "dn": "Laptop ☃", "xp": True}
+        store.execute(Create(KEY, Record({"a": "1"}, NOW, NOW + IDLE, NOW, "ann", 1, "inst-a",
+                                         facts), ABSOLUTE))
+        loaded = store.execute(Load(KEY, NOW, IDLE, ABSOLUTE))
+        assert loaded is not None
+        assert loaded.meta == facts
+    finally:
+        store.close()
+        with database(base) as connection:
+            connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+
+
+def test_a_row_whose_facts_are_garbled_is_no_session(url: str) -> None:
+    """Facts decide when a session ends: a row whose meta is not what sessionkit writes is
+    treated as missing (and logged), never read with its facts guessed."""
+    store = SQLStore.from_url(url)
+    try:
+        store.execute(Create(KEY, Record({"a": "1"}, NOW, NOW + IDLE, NOW, "ann", 1, None,
+                                         {"xi": 60.0}), ABSOLUTE))
+        for garbled in ('{"xi": "60"}', '{"xi": -1}', "[1]", "not json", '{"xp": 1}'):
+            with database(url.split("?")[0]) as connection:
+                connection.execute(sa.text(f"UPDATE {SQL_TABLE} SET meta = :m WHERE id = :k"),
+                                   {"m": garbled, "k": KEY})
+            assert store.execute(Load(KEY, NOW, IDLE, ABSOLUTE)) is None, garbled
+    finally:
+        store.close()

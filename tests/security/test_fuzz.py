@@ -31,6 +31,7 @@ from sessionkit import ConfigError, SessionConfig, SessionEngine, StoreUnavailab
 from sessionkit.codecs import decode_value
 from sessionkit.cookies import cookie_values
 from sessionkit.ids import SessionIds
+from sessionkit.meta import checked as checked_meta
 from sessionkit.redact import redact_url, scrub, url_secrets
 from sessionkit.stores.memory import MemoryStore
 from sessionkit.stores.redis.store import _parse as parse_redis_record
@@ -159,7 +160,8 @@ ODD_VALUES: list[Any] = [
 ]
 VALID_CLAIMS: dict[str, Any] = {
     "sid": "c2lkLXNpZC1zaWQtc2lkLXM", "iat": NOW, "nbf": NOW, "exp": NOW + 3600, "ct": NOW,
-    "uid": "alice", "d": {"user": "alice"}, "iss": "x", "aud": "y", "extra": 1,
+    "uid": "alice", "d": {"user": "alice"}, "iss": "x", "aud": "y", "extra": 1, "ub": NOW,
+    "m": {"au": NOW, "xi": 600.0, "xa": 86400, "xp": False, "dn": "Phone", "zz": [1]},
 }
 
 
@@ -206,17 +208,51 @@ def test_jwt_decoder(value: str) -> None:
     backend: Any = JWT_ENGINE.backend
     with bounded():
         token = backend._decode_uncached(value)
+    assert_well_typed(token)
+
+
+def assert_well_typed(token: Any) -> None:
     if token is None:
         return
     # Accepted only with a well-typed payload, its data re-encoded as JSON text.
     assert isinstance(token.sid, str) and isinstance(token.expires_at, float)
     for text in token.fields.values():
         decode_value(text)
+    assert checked_meta(token.meta) == token.meta  # facts of the right types only
+
+
+JWE_ENGINE, JWE_COOKIE = genuine_engine("jwt://?encrypted=true")
+
+
+def seal(payload: bytes, header: bytes | None = None) -> str:
+    """An encrypted token over any plaintext, sealed with the engine's own key (the header
+    replaced by ``header``'s bytes when given: then it is not one the engine writes)."""
+    token: str = JWE_ENGINE.backend.encryption.seal(payload)  # type: ignore[attr-defined]
+    if header is None:
+        return token
+    return ".".join([b64(header), *token.split(".")[1:]])
+
+
+@seeded
+@FUZZ
+@given(value=st.one_of(
+    cookie_value([JWE_COOKIE]),
+    st.binary(max_size=40).map(lambda blob: seal(claims_payload(blob))),
+    st.binary(max_size=300).map(seal),
+    st.tuples(st.binary(max_size=80), st.binary(max_size=80)).map(lambda p: seal(p[1], p[0])),
+    st.lists(st.binary(max_size=60), min_size=5, max_size=5).map(
+        lambda parts: ".".join(b64(part) for part in parts)),
+))
+def test_encrypted_token_decoder(value: str) -> None:
+    backend: Any = JWE_ENGINE.backend
+    with bounded():
+        token = backend._decode_uncached(value)
+    assert_well_typed(token)
 
 
 VALID_REDIS = {b"f": b"1", b"c": b"1800000000.0", b"e": b"1800003600.0", b"a": b"1800000000.0",
                b"u": b"alice", b"i": b"inst-a", b"d:cart": b'["apple"]', b"d:\xff": b"1",
-               b"d:": b"{}", b"x": b"?"}
+               b"d:": b"{}", b"x": b"?", b"m": b'{"au":1800000000.0,"xi":600,"dn":"Phone"}'}
 
 
 @seeded
@@ -231,6 +267,7 @@ def test_redis_record_decoder(blob: bytes) -> None:
     if record is not None:
         assert raw[b"f"] == b"1"
         assert all(isinstance(v, str) for v in record.fields.values())
+        assert checked_meta(record.meta) == record.meta
 
 
 SQL = SQLStore.from_url("sqlite://")
@@ -246,13 +283,17 @@ def test_sql_record_decoder(choice: int, blob: bytes) -> None:
         render(blob) if choice == len(SQL_DATA) else
         json.dumps(pick(blob, {"cart": '["apple"]', "n": "1", "u": '"x"'}, render)))
     fmt = ODD_VALUES[blob[0] % len(ODD_VALUES)] if blob[:1] > b"\xf0" else 1
+    meta = (None if blob[-1:] < b"\x40" else render(blob[1:]) if blob[-1:] < b"\x80" else
+            json.dumps(pick(blob[::-1], {"au": 1.5, "xi": 60, "xp": True, "dn": "x"}, render),
+                       allow_nan=True))
     row = SimpleNamespace(format=fmt, data=data, created_at=1.0, expires_at=2.0,
-                          accessed_at=1.0, user_id=None, version=1, instance=None)
+                          accessed_at=1.0, user_id=None, version=1, instance=None, meta=meta)
     with bounded():
         record = SQL._record(row)  # type: ignore[arg-type]
     if record is not None:
         assert fmt == 1 and record.fields == decode_fields(data)
         assert all(isinstance(v, str) for v in record.fields.values())
+        assert checked_meta(record.meta) == record.meta
 
 
 # --- the middlewares, called directly -------------------------------------------------------

@@ -22,6 +22,8 @@ from typing import Any, Self, TypeAlias
 import redis.cluster
 
 from ...errors import StoreUnavailable
+from ...meta import decode as decode_meta
+from ...meta import encode as encode_meta
 from ...sansio import run_async, run_sync
 from ..base import (
     Capabilities,
@@ -29,6 +31,7 @@ from ..base import (
     Create,
     Delete,
     DeleteUser,
+    ListUser,
     Load,
     R,
     Record,
@@ -280,6 +283,8 @@ class RedisStore(CommandStore[list[Command]]):
             mapping["u"] = record.user_id
         if record.instance is not None:
             mapping["i"] = record.instance
+        if record.meta:
+            mapping["m"] = encode_meta(record.meta)
         ttl = _ms(record.expires_at - record.accessed_at)
         if op.if_absent:  # atomically: only one of two concurrent movers may write
             flat = [item for pair in mapping.items() for item in pair]
@@ -306,6 +311,11 @@ class RedisStore(CommandStore[list[Command]]):
                 removed.append("u")
             else:
                 mapping["u"] = op.user_id
+        if op.meta is not None:
+            if op.meta:
+                mapping["m"] = encode_meta(op.meta)
+            else:
+                removed.append("m")
         batch: list[Command] = [("hset", (key, None, None, mapping))]
         if removed:
             batch.append(("hdel", (key, *removed)))
@@ -352,6 +362,21 @@ class RedisStore(CommandStore[list[Command]]):
             ("delete", (self._key(k),)) for k in doomed
         ]
         return sum(int(n) for n in replies[1:])
+
+    def list_user(self, op: ListUser) -> Steps[list[tuple[str, Record]]]:
+        """The user's index set, then one pipeline of ``HGETALL``s; members that are gone,
+        expired or bound to someone else since are left out (``delete_user`` prunes them)."""
+        [members] = yield [("smembers", (self._user_key(op.key),))]
+        if not members or members is NOT_OURS:
+            return []
+        store_keys = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+        raws = yield [("hgetall", (self._key(k),)) for k in store_keys]
+        found = []
+        for key, raw in zip(store_keys, raws, strict=True):
+            record = _parse(raw) if raw and raw is not NOT_OURS else None
+            if record is not None and record.user_id == op.key and record.expires_at > op.now:
+                found.append((key, record))
+        return found
 
     # --- whole-store tools --------------------------------------------------------------------
     def iter_records(self, batch: int = 1000) -> Iterator[list[tuple[str, Record]]]:
@@ -440,7 +465,10 @@ def _parse(raw: dict[bytes, bytes]) -> Record | None:
     try:
         if raw.get(b"f") != FORMAT or b"c" not in raw:
             return None
-        user, instance = raw.get(b"u"), raw.get(b"i")
+        user, instance, stored_meta = raw.get(b"u"), raw.get(b"i"), raw.get(b"m")
+        meta = {} if stored_meta is None else decode_meta(stored_meta)
+        if meta is None:
+            return None
         fields = {
             name[2:].decode(): value.decode() for name, value in raw.items() if name[:2] == b"d:"
         }
@@ -452,6 +480,7 @@ def _parse(raw: dict[bytes, bytes]) -> Record | None:
             user.decode() if user is not None else None,
             0,
             instance.decode() if instance is not None else None,
+            meta,
         )
     except (KeyError, ValueError, UnicodeDecodeError, AttributeError):
         return None

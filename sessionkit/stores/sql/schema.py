@@ -28,7 +28,7 @@ _DATA = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 
 #: Nullable columns later versions added: a table made by an earlier version gets them on
 #: first use (or, with create_table=false, a ConfigError with the ALTER TABLE to run).
-ADDED_COLUMNS = ("instance",)
+ADDED_COLUMNS = ("instance", "meta")
 
 
 def session_table(name: str) -> sa.Table:
@@ -45,6 +45,8 @@ def session_table(name: str) -> sa.Table:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("format", sa.SmallInteger(), nullable=False),
         sa.Column("instance", sa.String(63), nullable=True),
+        #: Facts about the session (``sessionkit.meta``), compact JSON; NULL when it has none.
+        sa.Column("meta", sa.Text(), nullable=True),
     )
 
 

@@ -25,6 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from ...errors import StoreUnavailable
+from ...meta import decode as decode_meta
+from ...meta import encode as encode_meta
 from ...redact import redact_url, url_secrets
 from ..base import (
     Capabilities,
@@ -32,6 +34,7 @@ from ..base import (
     Create,
     Delete,
     DeleteUser,
+    ListUser,
     Load,
     Op,
     R,
@@ -249,6 +252,14 @@ class SQLStore(CommandStore[Step]):
         result = yield sa.delete(self.table).where(self.table.c.user_id == op.key)
         return int(result.rowcount)
 
+    def list_user(self, op: ListUser) -> Steps[list[tuple[str, Record]]]:
+        """One SELECT through the ``user_id`` index."""
+        table = self.table
+        result = yield sa.select(table).where(table.c.user_id == op.key,
+                                              table.c.expires_at > op.now)
+        return [(row.id, record) for row in result.all()
+                if (record := self._record(row)) is not None]
+
     def _collect(self, now: float, batch_size: int) -> Steps[int]:
         """Garbage collection: expired rows, oldest first, one committed batch at a time.
 
@@ -297,6 +308,7 @@ class SQLStore(CommandStore[Step]):
             "version": record.version,
             "format": FORMAT,
             "instance": record.instance,
+            "meta": encode_meta(record.meta) if record.meta else None,
         }
 
     def _upsert(self, row: dict[str, Any]) -> list[sa.Executable]:
@@ -343,6 +355,8 @@ class SQLStore(CommandStore[Step]):
         values: dict[str, Any] = {"data": encode_fields(merged), "version": table.c.version + 1}
         if op.set_user:
             values["user_id"] = op.user_id
+        if op.meta is not None:
+            values["meta"] = encode_meta(op.meta) if op.meta else None
         values["expires_at"] = op.expires_at
         values["accessed_at"] = op.now
         return (
@@ -362,9 +376,13 @@ class SQLStore(CommandStore[Step]):
         if fields is None:
             self._unreadable("data that is not a JSON object of JSON texts")
             return None
+        meta = {} if row.meta is None else decode_meta(row.meta)
+        if meta is None:
+            self._unreadable("session facts (meta) that are not what this version writes")
+            return None
         return Record(
             fields, float(row.created_at), float(row.expires_at), float(row.accessed_at),
-            row.user_id, int(row.version), row.instance,
+            row.user_id, int(row.version), row.instance, meta,
         )
 
     def _unreadable(self, reason: str) -> None:
