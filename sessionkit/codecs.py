@@ -66,21 +66,26 @@ _DECODERS: dict[str, Any] = {
 
 
 def _is_plain(value: Any) -> bool:
-    """True when the JSON encoder writes ``value`` exactly (no tags needed, no NaN)."""
+    """True when the JSON encoder writes ``value`` exactly (no tags needed, no NaN).
+    A container of scalars is judged by one C-level pass over its items' types."""
     kind = type(value)
     if kind in _NATIVE:
         return True
     if kind is float:
         return math.isfinite(value)
     if kind is list:
-        return all(type(item) in _NATIVE or _is_plain(item) for item in value)
-    if kind is dict:
+        items = value
+    elif kind is dict:
         if len(value) == 1:
             [key] = value
             if type(key) is str and key in _DECODERS:
                 return False
-        return all(type(item) in _NATIVE or _is_plain(item) for item in value.values())
-    return False
+        items = value.values()
+    else:
+        return False
+    if _NATIVE.issuperset(map(type, items)):
+        return True
+    return all(type(item) in _NATIVE or _is_plain(item) for item in items)
 
 
 def _tag(value: Any) -> Any:
@@ -181,15 +186,15 @@ def decode_value(text: str) -> Any:
 
 
 def _exact(value: Any) -> bool:
-    """No float orjson may have made of an integer beyond 64 bits (json keeps it an int)."""
+    """No float orjson may have made of an integer beyond 64 bits (json keeps it an int).
+    A container of scalars other than floats is judged by one C-level pass."""
     kind = type(value)
-    if kind is str:
-        return True
     if kind is list:
-        return all(type(item) is str or _exact(item) for item in value)
-    if kind is dict:
-        return all(type(item) is str or _exact(item) for item in value.values())
-    return kind is not float or not (value.is_integer() and abs(value) >= _BIG)
-
-
-__all__ = ["decode_value", "encode_value", "json_text"]
+        items = value
+    elif kind is dict:
+        items = value.values()
+    else:
+        return kind is not float or not (value.is_integer() and abs(value) >= _BIG)
+    if _NATIVE.issuperset(map(type, items)):
+        return True
+    return all(type(item) in _NATIVE or _exact(item) for item in items)
