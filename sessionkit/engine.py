@@ -41,6 +41,8 @@ logger = logging.getLogger("sessionkit")
 
 T = TypeVar("T")
 Steps: TypeAlias = Generator[Request, Any, T]  # an engine step: yields store operations
+#: What changed in a session: each changed key's new text, and the keys removed.
+Delta: TypeAlias = tuple[dict[str, str], tuple[str, ...]]
 
 #: Stores that cannot slide expiry while reading get a write once this fraction of the idle
 #: timeout has passed since the last one, not on every request.
@@ -161,13 +163,21 @@ class SessionEngine:
         500 or more saves nothing (see ``saves_session``)."""
         if not saves_session(status):
             return NOTHING
-        return run_sync(self._commit(session, https, cookies or self.cookies), self._perform)
+        cookies = cookies or self.cookies
+        settled, delta = self._settled(session, cookies)
+        if settled is not None:
+            return settled
+        return run_sync(self._commit(session, https, cookies, delta=delta), self._perform)
 
     async def acommit(self, session: Session, *, https: bool = False, status: int = 200,
                       cookies: CookieWriter | None = None) -> CommitResult:
         if not saves_session(status):
             return NOTHING
-        return await run_async(self._commit(session, https, cookies or self.cookies),
+        cookies = cookies or self.cookies
+        settled, delta = self._settled(session, cookies)
+        if settled is not None:
+            return settled
+        return await run_async(self._commit(session, https, cookies, delta=delta),
                                self._aperform)
 
     async def aload_websocket(self, cookie_header: str | None) -> Session:
@@ -345,14 +355,33 @@ class SessionEngine:
             self.events.emit("affinity_miss", expected_instance=state.route)
         elif lookup == "invalid":
             logger.debug("sessionkit: session cookie rejected (malformed or not ours)")
-        events.current.set(events.RequestContext(
-            self.instance_id, token, lookup,
-            state.route if lookup == "affinity_miss" else None,
-        ))
+        if events.request_context_wanted():
+            events.current.set(events.RequestContext(
+                self.instance_id, token, lookup,
+                state.route if lookup == "affinity_miss" else None,
+            ))
 
     # --- committing ---------------------------------------------------------------------------
+    def _settled(self, session: Session, cookies: CookieWriter
+                 ) -> tuple[CommitResult | None, Delta | None]:
+        """The answer for a request that leaves nothing to save (most requests), decided
+        without starting a commit; else None, with the delta when it was computed."""
+        state = state_of(session)
+        if (state.user_changed or state.force or state.touch or state.reroute or state.doomed
+                or state.invalidated or state.imported or state.meta_changed
+                or state.revoke_others or (self._debug_header and state.lookup == "affinity_miss")
+                or (cookies.settings.refresh and state.key is not None)):
+            return None, None
+        if not session.accessed:
+            return NOTHING, None
+        if state.key is None:  # a new session: nothing to save while it stays empty
+            empty = not dict.__len__(session) and state.user_id is None
+            return (UNCHANGED, None) if empty else (None, None)
+        delta = state.delta(session)  # values were looked at: did any change in place?
+        return (None, delta) if delta[0] or delta[1] else (UNCHANGED, None)
+
     def _commit(self, session: Session, https: bool, cookies: CookieWriter,
-                websocket: bool = False) -> Steps[CommitResult]:
+                websocket: bool = False, delta: Delta | None = None) -> Steps[CommitResult]:
         state = state_of(session)
         headers = (debug_header(state.route, self.instance_id)
                    if self._debug_header and state.lookup == "affinity_miss" else ())
@@ -369,16 +398,13 @@ class SessionEngine:
                 or refresh):
             return CommitResult([], False, headers) if headers else NOTHING
         backend = self.backend
-        if state.key is not None and not (state.user_changed or state.force or state.touch
-                                          or state.reroute or state.doomed or refresh
-                                          or state.meta_changed or state.revoke_others):
-            # The common read: values were looked at. Did any change in place?
-            changes, removed = state.delta(session)
-            if not (changes or removed):
-                return CommitResult([], session.accessed, headers) if headers else (
-                    UNCHANGED if session.accessed else NOTHING)
-        else:
-            changes, removed = state.delta(session)
+        changes, removed = delta if delta is not None else state.delta(session)
+        if state.key is not None and not (changes or removed or state.user_changed
+                                          or state.force or state.touch or state.reroute
+                                          or state.doomed or refresh or state.meta_changed
+                                          or state.revoke_others):
+            return CommitResult([], session.accessed, headers) if headers else (
+                UNCHANGED if session.accessed else NOTHING)
         now = self._now()
         idle, absolute = facts.limits(state.meta, self._idle, self._absolute)
         expires = deadline(state.created_at, now, idle, absolute)

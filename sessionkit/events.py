@@ -217,6 +217,18 @@ class RequestContext:
 current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
     "sessionkit_request", default=None
 )
+#: Whether anyone reads ``current`` (a ``SessionLogFilter``, ``sessionkit.telemetry``):
+#: until then a request sets no context, which would cost an object and a context write.
+_context_wanted = [False]
+
+
+def want_request_context() -> None:
+    """From now on every request sets ``current`` (called by its readers)."""
+    _context_wanted[0] = True
+
+
+def request_context_wanted() -> bool:
+    return _context_wanted[0]
 
 
 class SessionLogFilter(logging.Filter):
@@ -226,6 +238,10 @@ class SessionLogFilter(logging.Filter):
         handler.addFilter(SessionLogFilter())
         logging.Formatter("%(instance_id)s %(session_hash)s %(message)s")
     """
+
+    def __init__(self, name: str = "") -> None:
+        super().__init__(name)
+        want_request_context()
 
     def filter(self, record: logging.LogRecord) -> bool:
         context = current.get()

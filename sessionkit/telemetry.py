@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import ConfigError
-from .events import current
+from .events import current, want_request_context
+
+want_request_context()  # a request sets the context that spans are annotated from
 
 
 def annotate_span(span: Any = None) -> None:

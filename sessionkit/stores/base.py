@@ -100,15 +100,17 @@ class Capabilities:
     lists_records: bool = False
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Op(Generic[R]):
-    """An operation on the record at ``key``; ``R`` is what performing it returns."""
+    """An operation on the record at ``key``; ``R`` is what performing it returns. Treated as
+    immutable, though not frozen: a frozen dataclass sets each field through
+    ``object.__setattr__``, and five of these are made for some requests."""
 
     method: ClassVar[str]
     key: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Load(Op["Record | None"]):
     """The record at ``key``, or None (see the module's duties)."""
 
@@ -118,7 +120,7 @@ class Load(Op["Record | None"]):
     absolute: float
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Create(Op[bool]):
     """Write a whole new record (new, regenerated or re-keyed sessions). ``absolute`` is the
     configured absolute timeout: no session outlives it, so indexes may expire after it.
@@ -133,7 +135,7 @@ class Create(Op[bool]):
     if_absent: bool = False
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Update(Op[bool]):
     """Merge a delta into the live record atomically; return False if it no longer exists
     (destroyed by a concurrent logout, regenerate or expiry): a delta never resurrects it.
@@ -162,7 +164,7 @@ class Update(Op[bool]):
     meta: Mapping[str, Any] | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Touch(Op[bool]):
     """Slide the expiry of a live record without changing its data; False if it is gone."""
 
@@ -171,21 +173,21 @@ class Touch(Op[bool]):
     expires_at: float
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Delete(Op[None]):
     """Destroy the record at ``key`` (nothing if there is none)."""
 
     method: ClassVar[str] = "delete"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class DeleteUser(Op[int]):
     """Destroy every session bound to the user id in ``key``; return how many."""
 
     method: ClassVar[str] = "delete_user"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class ListUser(Op["list[tuple[str, Record]]"]):
     """Every record bound to the user id in ``key`` (compared exactly) that is live at
     ``now``, with its store key, in no particular order: a user's devices. It must reach the
@@ -195,7 +197,7 @@ class ListUser(Op["list[tuple[str, Record]]"]):
     now: float
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class On:
     """Perform ``op`` on ``store`` instead of the engine's own store (fallback, drain,
     revocation and migration stores)."""
