@@ -17,10 +17,12 @@ carry) is written with ``\\u`` escapes instead, and reads back unchanged.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import uuid
 from datetime import datetime
+from operator import is_
 from typing import Any
 
 _orjson: Any
@@ -198,3 +200,64 @@ def _exact(value: Any) -> bool:
     if _NATIVE.issuperset(map(type, items)):
         return True
     return all(type(item) in _NATIVE or _exact(item) for item in items)
+
+
+#: Decoded flat containers by their text (``decode_copy``), at most this many, each text at
+#: most ``_FLAT_TEXT_MAX`` characters: a bound of a few megabytes.
+_FLAT_CACHE_SIZE = 2048
+_FLAT_TEXT_MAX = 4096
+_flat_cache: dict[str, Any] = {}
+_MISSING: Any = object()
+
+
+def decode_copy(text: str) -> tuple[Any, Any]:
+    """``(value, pristine)``: the value of a stored text, and, when it is a flat list or dict
+    (its members all str, int, float, bool or None), the pristine decoded value it is a
+    shallow copy of, else None.
+
+    Most requests read a session without changing it, and most session values are flat (a
+    cart, a profile). Decoding is a pure function of the text, so a flat value is decoded
+    once and each request gets a shallow copy of it (its members are immutable: the copy is
+    as good as a fresh decode); and a copy whose members are still the very objects of its
+    pristine value cannot have changed, which spares re-encoding it at commit."""
+    pristine = _flat_cache.get(text, _MISSING)
+    if pristine is not _MISSING:
+        kind = type(pristine)
+        if kind is list or kind is dict:
+            return pristine.copy(), pristine
+        return pristine, None  # an immutable scalar: the very object will do
+    value = decode_value(text)
+    kind = type(value)
+    if kind in _NATIVE or kind is float:
+        if len(text) <= _FLAT_TEXT_MAX:
+            _remember(text, value)
+        return value, None
+    if (kind is list or kind is dict) and len(text) <= _FLAT_TEXT_MAX and _flat(text):
+        _remember(text, value)
+        return value.copy(), value
+    return value, None
+
+
+def _remember(text: str, value: Any) -> None:
+    if len(_flat_cache) >= _FLAT_CACHE_SIZE:
+        # The oldest goes; another thread may have taken it (or changed the dict) first.
+        with contextlib.suppress(KeyError, StopIteration, RuntimeError):
+            del _flat_cache[next(iter(_flat_cache))]
+    _flat_cache[text] = value
+
+
+def _flat(text: str) -> bool:
+    """The text of a list or dict opens no other container (a bracket inside a string counts
+    as one too: such values are merely decoded afresh every time)."""
+    return text.find("[", 1) < 0 and text.find("{", 1) < 0
+
+
+def unchanged_copy(value: Any, pristine: Any) -> bool:
+    """Whether ``value``, a shallow copy of the flat ``pristine``, still holds its very
+    members in their order (then its text is the one it was decoded from)."""
+    if len(value) != len(pristine):
+        return False
+    if type(value) is dict:
+        return (all(map(is_, value, pristine))
+                and all(map(is_, value.values(), pristine.values())))
+    return all(map(is_, value, pristine))

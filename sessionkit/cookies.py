@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from email.utils import formatdate
 from typing import Literal
 
@@ -28,6 +29,13 @@ def cookie_values(header: str | None, name: str) -> list[str]:
     in order."""
     if not header or name not in header:
         return []
+    return list(_cookie_values(header, name))
+
+
+@functools.lru_cache(maxsize=2048)
+def _cookie_values(header: str, name: str) -> tuple[str, ...]:
+    """A browser sends the same ``Cookie`` header request after request: taking it apart
+    again would cost more than finding it here."""
     found: list[str] = []
     prefix = name + "="
     # Pieces end at ";" and nowhere else (RFC 6265 5.4; a "," is part of a value, as Starlette
@@ -41,7 +49,7 @@ def cookie_values(header: str | None, name: str) -> list[str]:
             if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
                 value = value[1:-1]
             found.append(value)
-    return found
+    return tuple(found)
 
 
 class CookieStyle(enum.Enum):

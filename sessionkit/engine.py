@@ -276,7 +276,7 @@ class SessionEngine:
         self._observe_lookup(state_of(session))
         return session
 
-    def _import(self, cookie_header: str | None, candidates: list[str], now: float
+    def _import(self, cookie_header: str | None, candidates: Sequence[str], now: float
                 ) -> Steps[Session | None]:
         """A session holding what the app's previous session layer kept, if the request
         carries its cookie (``migrate_from``); ``migrate_hook`` may bind its user."""
@@ -343,9 +343,9 @@ class SessionEngine:
     def _observe_lookup(self, state: SessionState) -> None:
         lookup = state.lookup
         self.events.lookup(lookup)
-        token = self._hasher(state.token)
         if lookup == "hit":
-            self.events.emit("loaded", token)
+            self.events.emit("loaded", self._hasher(state.token)
+                             if self.events.hooked("loaded") else None)
         elif lookup == "affinity_miss":
             logger.warning(
                 "sessionkit: affinity miss: the cookie names instance %r, served by %r "
@@ -357,7 +357,7 @@ class SessionEngine:
             logger.debug("sessionkit: session cookie rejected (malformed or not ours)")
         if events.request_context_wanted():
             events.current.set(events.RequestContext(
-                self.instance_id, token, lookup,
+                self.instance_id, self._hasher(state.token), lookup,
                 state.route if lookup == "affinity_miss" else None,
             ))
 

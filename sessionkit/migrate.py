@@ -55,7 +55,7 @@ class CookieImport:
         self._marker_key = marker_key
         self.window = window
 
-    def lookup(self, candidates: list[str], now: float) -> Steps:
+    def lookup(self, candidates: Sequence[str], now: float) -> Steps:
         """The data of the first valid old cookie not imported before (grace aside)."""
         for value in candidates[:_MAX_CANDIDATES]:
             data = self.read(value)

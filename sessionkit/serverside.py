@@ -58,16 +58,22 @@ class ServerSide(Backend):
 
     def _use(self, ids: SessionIds) -> None:
         self.ids = ids
-        # Verifying an id depends on nothing but the id: a browser sending the same cookie
-        # again costs a dictionary lookup instead of base64 and an HMAC.
-        self._verify = functools.lru_cache(maxsize=VERIFIED_CACHE_SIZE)(ids.verify)
+        # What a cookie value says depends on nothing but the value (and the secrets): a
+        # browser sending the same cookie again costs a dictionary lookup instead of taking
+        # it apart, base64 and an HMAC. Bounded, so hostile values only cycle the cache.
+        self._verify = ids.verify
+        self.parse = functools.lru_cache(maxsize=VERIFIED_CACHE_SIZE)(  # type: ignore[method-assign]
+            self._parse)
 
     def rekey(self, secret_keys: tuple[bytes, ...]) -> None:
         self._use(SessionIds(secret_keys))
 
     def parse(self, value: str) -> Cookie | Miss:
         """What a cookie value says, checked (length, characters, authenticity) before any
-        store lookup."""
+        store lookup (remembered per value: ``_use``)."""
+        return self._parse(value)
+
+    def _parse(self, value: str) -> Cookie | Miss:
         if len(value) > _MAX_COOKIE_VALUE:
             return INVALID
         parts = split_route(value)

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import meta as facts
-from .codecs import decode_value, encode_value
+from .codecs import decode_copy, encode_value, unchanged_copy
 from .errors import StoreUnavailable
 
 if TYPE_CHECKING:
@@ -60,52 +60,50 @@ class SessionState:
     """The engine's bookkeeping for one request's session. Owned by the engine
     (``sessionkit.engine``); the app never sees it."""
 
-    __slots__ = (
-        "changed", "created_at", "devices", "doomed", "expires_at", "force",
-        "generation", "imported", "invalidated", "is_new", "key", "last_accessed", "loaded",
-        "lookup", "meta", "meta_changed", "persistent", "raw", "reroute", "revoke_others",
-        "route", "token", "touch", "unreadable", "user_changed", "user_id", "version",
-        "websocket",
-    )
+    # Defaults live on the class and an instance sets only what differs: a state is made
+    # for every request, and most of these never change from their default.
+    #: Each key's text as loaded (what a store holds), and the values decoded from it.
+    raw: dict[str, str] = _EMPTY
+    loaded: dict[str, Any] = _EMPTY
+    #: For a flat list or dict that was loaded: the pristine value it is a shallow copy of
+    #: (``codecs.decode_copy``), by key.
+    pristine: dict[str, Any] = _EMPTY
+    #: Keys whose stored text could not be decoded: absent for the app, kept in the store.
+    unreadable: frozenset[str] = frozenset()
+    token: str | None = None  #: the session id (``Session.id``)
+    key: str | None = None  #: what the backend destroys; None until saved
+    generation = 0
+    route: str | None = None
+    reroute = False
+    user_id: str | None = None
+    user_changed = False
+    #: The record's facts about the session (``Record.meta``, ``sessionkit.meta``); never
+    #: changed in place (a change installs a new dict), and saved when ``meta_changed``.
+    meta: dict[str, Any] = _EMPTY_META
+    meta_changed = False
+    #: ``revoke_others()`` was called: the user's other sessions end at commit.
+    revoke_others = False
+    #: The engine's listing of users' sessions, and its clock (``now``).
+    devices: Devices | None = None
+    force = False  #: ``session.modified = True``: save even if nothing differs
+    invalidated = False
+    is_new = True
+    lookup = "new"
+    touch = False  #: the deadline is due to slide (a write even if nothing changed)
+    imported: Any = None  #: where an imported session came from (``migrate``)
+    version = 0
+    #: Whether the request changed the session (kept after commit: Flask's ``modified``).
+    changed = False
+    #: Whether the cookie outlives the browser session; None: as configured.
+    persistent: bool | None = None
+    #: The session of a WebSocket connection: no cookie can be set.
+    websocket = False
 
     def __init__(self, now: float = 0.0, expires_at: float = 0.0) -> None:
-        #: Each key's text as loaded (what a store holds), and the values decoded from it.
-        self.raw: dict[str, str] = _EMPTY
-        self.loaded: dict[str, Any] = _EMPTY
-        #: Keys whose stored text could not be decoded: absent for the app, kept in the store.
-        self.unreadable: frozenset[str] = frozenset()
-        self.token: str | None = None  #: the session id (``Session.id``)
-        self.key: str | None = None  #: what the backend destroys; None until saved
-        self.generation = 0
-        self.route: str | None = None
-        self.reroute = False
         self.created_at = now
         self.last_accessed = now
         self.expires_at = expires_at
-        self.user_id: str | None = None
-        self.user_changed = False
-        #: The record's facts about the session (``Record.meta``, ``sessionkit.meta``); never
-        #: changed in place (a change installs a new dict), and saved when ``meta_changed``.
-        self.meta: dict[str, Any] = _EMPTY_META
-        self.meta_changed = False
-        #: ``revoke_others()`` was called: the user's other sessions end at commit.
-        self.revoke_others = False
-        #: The engine's listing of users' sessions, and its clock (``now``).
-        self.devices: Devices | None = None
         self.doomed: list[tuple[str, float]] = []  #: (key, when it would expire) to destroy
-        self.force = False  #: ``session.modified = True``: save even if nothing differs
-        self.invalidated = False
-        self.is_new = True
-        self.lookup = "new"
-        self.touch = False  #: the deadline is due to slide (a write even if nothing changed)
-        self.imported: Any = None  #: where an imported session came from (``migrate``)
-        self.version = 0
-        #: Whether the request changed the session (kept after commit: Flask's ``modified``).
-        self.changed = False
-        #: Whether the cookie outlives the browser session; None: as configured.
-        self.persistent: bool | None = None
-        #: The session of a WebSocket connection: no cookie can be set.
-        self.websocket = False
 
     def now(self) -> float:
         """Epoch seconds by the engine's clock (``time.time`` without an engine)."""
@@ -114,11 +112,15 @@ class SessionState:
 
     def delta(self, values: dict[str, Any]) -> tuple[dict[str, str], tuple[str, ...]]:
         """The texts of ``values`` that differ from what was loaded, and the keys removed."""
-        raw, loaded = self.raw, self.loaded
+        raw, loaded, pristine = self.raw, self.loaded, self.pristine
         changes: dict[str, str] = {}
         for key, value in dict.items(values):
-            if type(value) in _IMMUTABLE and loaded.get(key, _MISSING) is value:
-                continue  # the very object that was loaded, and immutable: unchanged
+            if loaded.get(key, _MISSING) is value:
+                if type(value) in _IMMUTABLE:
+                    continue  # the very object that was loaded, and immutable: unchanged
+                original = pristine.get(key)
+                if original is not None and unchanged_copy(value, original):
+                    continue  # a flat copy whose members are all still its own: unchanged
             text = encode_value(key, value)
             if raw.get(key) != text:
                 changes[key] = text
@@ -515,15 +517,22 @@ def loaded_session(session_class: type[Session], state: SessionState,
     it is in the store)."""
     session = session_class(state=state)
     unreadable: list[str] = []
+    pristine: dict[str, Any] = {}
     for key, text in fields.items():
         try:
-            dict.__setitem__(session, key, decode_value(text))
+            value, original = decode_copy(text)
         except (ValueError, RecursionError):
             logger.error("sessionkit: stored value of session key %r is not valid JSON; "
                          "treating the key as absent", key)
             unreadable.append(key)
+            continue
+        dict.__setitem__(session, key, value)
+        if original is not None:
+            pristine[key] = original
     state.raw = fields if isinstance(fields, dict) else dict(fields)
     state.loaded = dict(dict.items(session))
+    if pristine:
+        state.pristine = pristine
     if unreadable:
         state.unreadable = frozenset(unreadable)
     return session
