@@ -33,9 +33,14 @@ import re
 import secrets
 from collections.abc import Sequence
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+from .._extras import missing_extra
+
+try:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+except ModuleNotFoundError as exc:  # pragma: no cover  (the release check imports it so)
+    raise missing_extra(exc, "jwt", "sessionkit.client.jwe") from None
 
 from ..errors import ConfigError
 

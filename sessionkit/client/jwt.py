@@ -50,8 +50,13 @@ from json.encoder import encode_basestring
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
-import jwt
-import jwt.algorithms
+from .._extras import missing_extra
+
+try:
+    import jwt
+    import jwt.algorithms
+except ModuleNotFoundError as exc:  # pragma: no cover  (the release check imports it so)
+    raise missing_extra(exc, "jwt", "sessionkit.client.jwt") from None
 
 from ..backend import Backend, Found, Lookup, Miss, Steps
 from ..codecs import json_text

@@ -9,10 +9,15 @@ import time
 from collections.abc import Generator
 from typing import Any, TypeAlias
 
+from .._extras import missing_extra
 from ..stores.base import Load, Record
-from ..stores.redis import RedisStore
-from ..stores.redis.connect import Target
-from ..stores.redis.errors import NOT_OURS, reply
+
+try:
+    from ..stores.redis import RedisStore
+    from ..stores.redis.connect import Target
+    from ..stores.redis.errors import NOT_OURS, reply
+except ModuleNotFoundError as exc:  # pragma: no cover  (the release check imports it so)
+    raise missing_extra(exc, "redis", "sessionkit.peers.redis_source") from None
 from .base import PeerSource
 from .records import NO_EXPIRY_SECONDS, RecordFormat
 

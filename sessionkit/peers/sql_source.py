@@ -8,7 +8,12 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import sqlalchemy as sa
+from .._extras import missing_extra
+
+try:
+    import sqlalchemy as sa
+except ModuleNotFoundError as exc:  # pragma: no cover  (the release check imports it so)
+    raise missing_extra(exc, "sql", "sessionkit.peers.sql_source") from None
 
 from ..errors import ConfigError
 from ..stores.base import Delete, Load, Record

@@ -32,6 +32,13 @@ Under failure (the modules of this package, one job each):
   (``RedisStore.from_client`` takes clients the application made).
 """
 
-from .store import RedisStore
+from ..._extras import missing_extra
+
+try:
+    from .store import RedisStore
+except ModuleNotFoundError as exc:  # pragma: no cover  (the release check imports it so)
+    if (exc.name or "").split(".")[0] != "redis":
+        raise
+    raise missing_extra(exc, "redis", "sessionkit.stores.redis") from None
 
 __all__ = ["RedisStore"]
