@@ -3,12 +3,7 @@ contract of ``sessionkit.stores.base`` (docs/writing-a-store.md), on both faces.
 
 A store written outside sessionkit proves itself with a few lines::
 
-    from ._extras import missing_extra
-
-try:
     import pytest
-except ModuleNotFoundError as exc:  # pragma: no cover  (the release check imports it so)
-    raise missing_extra(exc, "testing", "sessionkit.testing") from None
     from sessionkit.testing import StoreContract
     from mypackage import MyStore
 
@@ -32,7 +27,12 @@ import time
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
-import pytest
+from ._extras import missing_extra
+
+try:
+    import pytest
+except ModuleNotFoundError as exc:  # pragma: no cover  (the release check imports it so)
+    raise missing_extra(exc, "testing", "sessionkit.testing") from None
 
 from .stores.base import (
     Create,
