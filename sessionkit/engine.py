@@ -32,6 +32,7 @@ from .lifecycle import Lifecycle
 from .nearcache import NearBackend
 from .resolve import build_backend, shared_store
 from .sansio import run_async, run_sync
+from .serverside import ServerSide
 from .session import Session, SessionState, loaded_session, state_of
 from .stores import Store
 from .stores.base import On, Record, Request, deadline
@@ -140,6 +141,11 @@ class SessionEngine:
         self.lifecycle = Lifecycle(self.instance_id, local, drain_to, absolute=self._absolute,
                                    drain_seconds=cfg.drain_seconds, now=self._now)
         self._debug_header = bool(cfg.debug_header)
+        # A lookup answered on the spot (this process's memory, nowhere else to look), and a
+        # load that then waits for nothing at all (no import from another store either).
+        direct = isinstance(backend, ServerSide) and type(backend).lookup is ServerSide.lookup
+        self._direct = backend.lookup_now if direct and backend.direct else None  # type: ignore[attr-defined]
+        self._inline = self._direct is not None and not (self.migration or self._peer)
         #: A user's sessions, listed and revoked (``engine.store.user_sessions``).
         self.devices = Devices(backend, Handles(_handle_secrets(cfg.secret_keys, backend)),
                                self._now, self._idle, self._absolute, self._perform,
@@ -154,6 +160,8 @@ class SessionEngine:
 
     async def aload(self, cookie_header: str | None,
                     cookies: CookieWriter | None = None) -> Session:
+        if self._inline:  # every operation a load can make is on this process's memory
+            return run_sync(self._load(cookie_header, cookies or self.cookies), self._perform)
         return await run_async(self._load(cookie_header, cookies or self.cookies),
                                self._aperform)
 
@@ -249,8 +257,12 @@ class SessionEngine:
         session: Session | None = None
         miss = Miss("new")
         looked_up = 0
+        direct = self._direct
         for value in candidates:
-            result = yield from self.backend.lookup(value, now)
+            if direct is not None:
+                result = direct(value, now)  # this process's memory: nothing to wait for
+            else:
+                result = yield from self.backend.lookup(value, now)
             if isinstance(result, Found):
                 record = result.record
                 if (record.expires_at > now and record.created_at + self._absolute > now

@@ -95,17 +95,35 @@ class ServerSide(Backend):
             return cookie
         return (yield from self.read(cookie, now))
 
+    @property
+    def direct(self) -> bool:
+        """Whether a lookup needs no I/O to wait for (a store in this process, and nowhere
+        else to look): then ``lookup_now`` answers at once, without the steps' machinery."""
+        return self.store.capabilities.nonblocking and not self.secondaries
+
+    def lookup_now(self, value: str, now: float) -> Lookup:
+        """``lookup``, performed on the spot (only when ``direct``)."""
+        cookie = self.parse(value)
+        if isinstance(cookie, Miss):
+            return cookie
+        record = self.store.execute(Load(cookie.key, now, self._idle, self._absolute))
+        return self._found(cookie, record, moved=False)
+
     def read(self, cookie: Cookie, now: float) -> Steps[Lookup]:
         """Read the session a parsed cookie names from the store (or a secondary)."""
-        token, key, generation, route = cookie.token, cookie.key, cookie.generation, cookie.route
-        load = Load(key, now, self._idle, self._absolute)
+        load = Load(cookie.key, now, self._idle, self._absolute)
         record: Record | None = yield load
         moved = False
         for secondary in self.secondaries:
             if record is not None:
                 break
-            record = yield from self._move(secondary, key, load)
+            record = yield from self._move(secondary, cookie.key, load)
             moved = record is not None
+        return self._found(cookie, record, moved)
+
+    def _found(self, cookie: Cookie, record: Record | None, moved: bool) -> Lookup:
+        """What a read found: the session, or why there is none."""
+        token, key, generation, route = cookie.token, cookie.key, cookie.generation, cookie.route
         if record is None:
             return self.miss(route)
         local = not self.store.shared

@@ -124,6 +124,8 @@ class SessionState:
             text = encode_value(key, value)
             if raw.get(key) != text:
                 changes[key] = text
+        if raw.keys() <= dict.keys(values):
+            return changes, ()  # every key loaded is still there
         unreadable = self.unreadable
         return changes, tuple(k for k in raw
                               if not dict.__contains__(values, k) and k not in unreadable)
