@@ -48,10 +48,13 @@ class MiddlewareOptions(SessionOptions, total=False):
 
 
 def _cookie_header(headers: list[tuple[bytes, bytes]]) -> str | None:
-    found = [value for name, value in headers if name == b"cookie"]
-    if not found:
-        return None
-    return "; ".join(v.decode("latin-1") for v in found)
+    """The request's cookies as one header (HTTP/2 may split them over several)."""
+    found: str | None = None
+    for name, value in headers:
+        if name == b"cookie":
+            text = value.decode("latin-1")
+            found = text if found is None else f"{found}; {text}"
+    return found
 
 
 class SessionMiddleware:
@@ -105,8 +108,10 @@ class SessionMiddleware:
         cookie = _cookie_header(scope["headers"])
         session: Session
         try:
-            session = await (engine.aload_websocket(cookie) if kind == "websocket"
-                             else engine.aload(cookie))
+            if kind == "websocket":
+                session = await engine.aload_websocket(cookie)
+            else:  # (in this process's memory: no coroutine to make for it)
+                session = engine.load(cookie) if engine.inline else await engine.aload(cookie)
         except StoreUnavailable as error:
             session = UnavailableSession(error)
         scope["session"] = session
@@ -121,7 +126,9 @@ class SessionMiddleware:
             nonlocal started
             if message["type"] == "http.response.start" and not isinstance(
                     session, UnavailableSession):
-                result = await engine.acommit(session, https=https, status=message["status"])
+                status = message["status"]
+                result = (engine.commit(session, https=https, status=status) if engine.inline
+                          else await engine.acommit(session, https=https, status=status))
                 if result.vary or result.set_cookies or result.headers:
                     headers = list(message.get("headers", ()))
                     if result.vary:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 from . import events, migrate, peers
@@ -145,7 +145,9 @@ class SessionEngine:
         # load that then waits for nothing at all (no import from another store either).
         direct = isinstance(backend, ServerSide) and type(backend).lookup is ServerSide.lookup
         self._direct = backend.lookup_now if direct and backend.direct else None  # type: ignore[attr-defined]
-        self._inline = self._direct is not None and not (self.migration or self._peer)
+        #: Whether every operation of a request is on this process's memory (nothing to
+        #: wait for): then async code may call ``load`` and ``commit`` directly.
+        self.inline = self._direct is not None and not (self.migration or self._peer)
         #: A user's sessions, listed and revoked (``engine.store.user_sessions``).
         self.devices = Devices(backend, Handles(_handle_secrets(cfg.secret_keys, backend)),
                                self._now, self._idle, self._absolute, self._perform,
@@ -160,31 +162,36 @@ class SessionEngine:
 
     async def aload(self, cookie_header: str | None,
                     cookies: CookieWriter | None = None) -> Session:
-        if self._inline:  # every operation a load can make is on this process's memory
+        if self.inline:  # every operation a load can make is on this process's memory
             return run_sync(self._load(cookie_header, cookies or self.cookies), self._perform)
         return await run_async(self._load(cookie_header, cookies or self.cookies),
                                self._aperform)
 
-    def commit(self, session: Session, *, https: bool = False, status: int = 200,
-               cookies: CookieWriter | None = None) -> CommitResult:
+    def commit(self, session: Session, *, https: bool | Callable[[], bool] = False,
+               status: int = 200, cookies: CookieWriter | None = None) -> CommitResult:
         """Save what changed; return what the response must carry. A response ``status`` of
-        500 or more saves nothing (see ``saves_session``)."""
+        500 or more saves nothing (see ``saves_session``). ``https`` may be a function: it is
+        asked only when a cookie may be written (most requests write none)."""
         if not saves_session(status):
             return NOTHING
         cookies = cookies or self.cookies
         settled, delta = self._settled(session, cookies)
         if settled is not None:
             return settled
+        if callable(https):
+            https = https()
         return run_sync(self._commit(session, https, cookies, delta=delta), self._perform)
 
-    async def acommit(self, session: Session, *, https: bool = False, status: int = 200,
-                      cookies: CookieWriter | None = None) -> CommitResult:
+    async def acommit(self, session: Session, *, https: bool | Callable[[], bool] = False,
+                      status: int = 200, cookies: CookieWriter | None = None) -> CommitResult:
         if not saves_session(status):
             return NOTHING
         cookies = cookies or self.cookies
         settled, delta = self._settled(session, cookies)
         if settled is not None:
             return settled
+        if callable(https):
+            https = https()
         return await run_async(self._commit(session, https, cookies, delta=delta),
                                self._aperform)
 
@@ -354,11 +361,11 @@ class SessionEngine:
 
     def _observe_lookup(self, state: SessionState) -> None:
         lookup = state.lookup
-        self.events.lookup(lookup)
         if lookup == "hit":
-            self.events.emit("loaded", self._hasher(state.token)
-                             if self.events.hooked("loaded") else None)
-        elif lookup == "affinity_miss":
+            self.events.loaded(self._hasher(state.token))
+        else:
+            self.events.lookup(lookup)
+        if lookup == "affinity_miss":
             logger.warning(
                 "sessionkit: affinity miss: the cookie names instance %r, served by %r "
                 "(the load balancer did not route it home; session unknown here)",
@@ -382,7 +389,8 @@ class SessionEngine:
         if (state.user_changed or state.force or state.touch or state.reroute or state.doomed
                 or state.invalidated or state.imported or state.meta_changed
                 or state.revoke_others or (self._debug_header and state.lookup == "affinity_miss")
-                or (cookies.settings.refresh and state.key is not None)):
+                or (cookies.settings.refresh and state.key is not None
+                    and _persistent(session, state, cookies))):
             return None, None
         if not session.accessed:
             return NOTHING, None
@@ -397,13 +405,7 @@ class SessionEngine:
         state = state_of(session)
         headers = (debug_header(state.route, self.instance_id)
                    if self._debug_header and state.lookup == "affinity_miss" else ())
-        meta = state.meta
-        # set_expiry's choice of cookie, else the framework's, else the configured one
-        persistent = meta.get(facts.PERSISTENT) if meta else None
-        if persistent is None:
-            persistent = session.cookie_persistent
-        if persistent is None:
-            persistent = cookies.settings.persistent
+        persistent = _persistent(session, state, cookies)
         refresh = cookies.settings.refresh and persistent and state.key is not None
         if not (session.accessed or state.user_changed or state.force or state.touch
                 or state.reroute or state.doomed or state.invalidated or state.imported
@@ -547,3 +549,15 @@ class _Observed:
 
 
 __all__ = ["CommitResult", "SessionEngine", "saves_session"]
+
+
+def _persistent(session: Session, state: SessionState, cookies: CookieWriter) -> bool:
+    """Whether the session's cookie outlives the browser session: ``set_expiry``'s choice,
+    else the framework's (Flask's ``permanent``), else the configured one."""
+    meta = state.meta
+    persistent = meta.get(facts.PERSISTENT) if meta else None
+    if persistent is None:
+        persistent = session.cookie_persistent
+    if persistent is None:
+        persistent = cookies.settings.persistent
+    return bool(persistent)

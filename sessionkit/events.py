@@ -108,6 +108,15 @@ class Events:
         with self._lock:
             self.lookups[result] += 1
 
+    def loaded(self, session: Callable[[], str | None]) -> None:
+        """A lookup that found its session: one locked update of both counters, and the
+        ``loaded`` hooks, if any (the hashed id is made only for them)."""
+        with self._lock:
+            self.lookups["hit"] += 1
+            self.counts["loaded"] += 1
+        if self._hooks["loaded"]:
+            self._call("loaded", session)
+
     def near(self, result: str) -> None:
         with self._lock:
             self.near_cache[result] += 1
@@ -122,11 +131,13 @@ class Events:
         when a hook will see it."""
         with self._lock:
             self.counts[name] += 1
-        hooks = self._hooks[name]
-        if not hooks:
-            return
+        if self._hooks[name]:
+            self._call(name, session, **fields)
+
+    def _call(self, name: str, session: Callable[[], str | None] | None, **fields: Any
+              ) -> None:
         event = Event(name, self.instance, session() if session else None, **fields)
-        for hook in hooks:
+        for hook in self._hooks[name]:
             try:
                 hook(event)
             except Exception:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import operator
 from datetime import timedelta
 from typing import Any, Unpack
 
@@ -94,7 +95,7 @@ class SessionKitInterface(SessionInterface):
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         assert isinstance(session, Session)
         try:
-            result = self.engine.commit(session, https=request.is_secure,
+            result = self.engine.commit(session, https=_request_is_secure,
                                         status=response.status_code,
                                         cookies=self.kit.cookies_for(app))
         except StoreUnavailable as error:
@@ -105,13 +106,22 @@ class SessionKitInterface(SessionInterface):
             for name, value in unavailable(error, self.engine.config.retry_after):
                 response.headers[name] = value
             return
-        if result.vary:  # direct header edit: werkzeug's response.vary re-parses the header
-            headers = response.headers
-            headers["Vary"] = add_vary_cookie(headers.get("Vary"))
+        headers = response.headers
+        if result.vary:  # werkzeug's response.vary would parse and rebuild the header
+            vary = headers.getlist("Vary")  # (``get`` of a missing header raises inside)
+            if not vary:
+                headers.add("Vary", "Cookie")
+            else:
+                headers["Vary"] = add_vary_cookie(", ".join(vary))
         for cookie in result.set_cookies:
-            response.headers.add("Set-Cookie", cookie)
+            headers.add("Set-Cookie", cookie)
         for name, value in result.headers:
-            response.headers[name] = value
+            headers[name] = value
+
+
+def _request_is_secure() -> bool:
+    """Asked by the engine only when it writes a cookie (``request`` is a context lookup)."""
+    return bool(request.is_secure)
 
 
 def _unavailable_response(error: StoreUnavailable) -> Response:
@@ -130,6 +140,10 @@ _FLASK_COOKIE_SETTINGS = {
     "cookie_partitioned": "SESSION_COOKIE_PARTITIONED",
     "cookie_refresh": "SESSION_REFRESH_EACH_REQUEST",
 }
+#: The ``app.config`` values a request's cookie depends on, read in one C call: their tuple is
+#: the key of the cookie writers already made (Flask's default config has every one of them).
+_SNAPSHOT_KEYS = (*_FLASK_COOKIE_SETTINGS.values(), "APPLICATION_ROOT")
+_FLASK_COOKIE_SNAPSHOT = operator.itemgetter(*_SNAPSHOT_KEYS)
 
 
 class SessionKit:
@@ -230,19 +244,27 @@ class SessionKit:
             self._follow_secret_key(app, engine)
             if not self._has_secret:
                 return None
-        overrides = self._cookie_overrides(app)
-        signature = tuple(sorted(overrides.items()))
-        writer = self._writers.get(signature)
+        config = app.config
+        try:  # the settings as they are now, without building the overrides every time
+            try:
+                signature: Any = _FLASK_COOKIE_SNAPSHOT(config)
+            except KeyError:  # an older Flask, or a setting deleted
+                signature = tuple([config.get(key, KeyError) for key in _SNAPSHOT_KEYS])
+            writer = self._writers.get(signature)
+        except TypeError:  # an unhashable value: no caching
+            signature, writer = None, None
         if writer is None:
+            overrides = self._cookie_overrides(app)
             try:
                 settings = SessionConfig.coerce(engine.config, overrides)
             except ConfigError as exc:
                 raise ConfigError(f"Flask's session cookie settings are invalid: {exc}"
                                   ) from None
             writer = CookieWriter(CookieSettings.from_config(settings), CookieStyle.WERKZEUG)
-            if len(self._writers) > 64:
-                self._writers.clear()
-            self._writers[signature] = writer
+            if signature is not None:
+                if len(self._writers) > 64:
+                    self._writers.clear()
+                self._writers[signature] = writer
         return writer
 
     def _follow_secret_key(self, app: Flask, engine: SessionEngine) -> None:
