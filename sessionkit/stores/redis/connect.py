@@ -40,6 +40,7 @@ from .deadline import (
     bounded_class,
 )
 from .failover import Address, MasterState, follows_switches
+from .pool import WaitingConnectionPool
 
 # redis-py's constructors are typed loosely (options arrive as one ``**dict``): called as Any.
 _parse_url: Any = redis.connection.parse_url
@@ -244,7 +245,7 @@ def _plain(name: str, prefix: str, deadline: float, url: str, options: dict[str,
     def make_async() -> Any:
         # redis.asyncio's default pool *refuses* a command beyond 100 connections in use (a
         # 503 for a burst of requests on a healthy Redis); this one waits for a free one.
-        pool = redis.asyncio.BlockingConnectionPool(
+        pool = WaitingConnectionPool(
             connection_class=async_class, max_connections=pool_size or ASYNC_POOL_SIZE,
             timeout=POOL_WAIT_SECONDS, retry=_async_retry(), **address, **options)
         return redis.asyncio.Redis.from_pool(pool)
