@@ -172,18 +172,22 @@ class SessionEngine:
         """Save what changed; return what the response must carry. A response ``status`` of
         500 or more saves nothing (see ``saves_session``). ``https`` may be a function: it is
         asked only when a cookie may be written (most requests write none)."""
-        if not saves_session(status):
-            return NOTHING
-        cookies = cookies or self.cookies
-        settled, delta = self._settled(session, cookies)
-        if settled is not None:
-            return settled
-        if callable(https):
-            https = https()
-        return run_sync(self._commit(session, https, cookies, delta=delta), self._perform)
+        pending = self._pending(session, https, status, cookies)
+        if isinstance(pending, CommitResult):
+            return pending
+        return run_sync(pending, self._perform)
 
     async def acommit(self, session: Session, *, https: bool | Callable[[], bool] = False,
                       status: int = 200, cookies: CookieWriter | None = None) -> CommitResult:
+        pending = self._pending(session, https, status, cookies)
+        if isinstance(pending, CommitResult):
+            return pending
+        return await run_async(pending, self._aperform)
+
+    def _pending(self, session: Session, https: bool | Callable[[], bool], status: int,
+                 cookies: CookieWriter | None) -> CommitResult | Steps[CommitResult]:
+        """A commit's answer when it needs no store (a failed request, nothing to save), else
+        the steps that save, for ``commit`` and ``acommit`` to run with their own I/O."""
         if not saves_session(status):
             return NOTHING
         cookies = cookies or self.cookies
@@ -192,8 +196,7 @@ class SessionEngine:
             return settled
         if callable(https):
             https = https()
-        return await run_async(self._commit(session, https, cookies, delta=delta),
-                               self._aperform)
+        return self._commit(session, https, cookies, delta=delta)
 
     async def aload_websocket(self, cookie_header: str | None) -> Session:
         """The session of a WebSocket connection: like ``aload``, but ``regenerate()`` raises
