@@ -7,6 +7,10 @@ Each variant (bench/apps.py) runs the 90/10 workload in-process twice under call
 0 and with N timed requests after the same seeding and warm-up; the difference divided by N is
 the app's instructions per request in this process (Redis's own work is in its own process,
 so it is not counted: only the client side is). Slow (valgrind runs Python ~50x slower).
+
+A variant ending in ``+misrouted`` runs two instances of the app behind a balancer that always
+sends a request to the instance its cookie does not name (hybrid mode's worst case; the plain
+Redis app is its peer, run the same way).
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ DEFAULT = ["flask/none", "flask/sessionkit-memory", "flask/sessionkit-hybrid",
            "flask/flask-cookie",
            "fastapi/none", "fastapi/sessionkit-memory", "fastapi/sessionkit-hybrid",
            "fastapi/sessionkit-redis", "fastapi/starsessions-redis", "fastapi/sessionkit-jwt",
-           "fastapi/starlette-cookie", "fastapi/sessionkit-jwt-encrypted"]
+           "fastapi/starlette-cookie", "fastapi/sessionkit-jwt-encrypted",
+           "flask/sessionkit-hybrid+misrouted", "flask/sessionkit-redis+misrouted",
+           "fastapi/sessionkit-hybrid+misrouted", "fastapi/sessionkit-redis+misrouted"]
 PEERS = {"flask/sessionkit-memory": "flask/none", "fastapi/sessionkit-memory": "fastapi/none",
          "flask/sessionkit-hybrid": "flask/sessionkit-redis",
          "fastapi/sessionkit-hybrid": "fastapi/sessionkit-redis",
@@ -36,14 +42,21 @@ PEERS = {"flask/sessionkit-memory": "flask/none", "fastapi/sessionkit-memory": "
          "fastapi/sessionkit-redis": "fastapi/starsessions-redis",
          "flask/sessionkit-jwt": "flask/flask-cookie",
          "fastapi/sessionkit-jwt": "fastapi/starlette-cookie",
-         "fastapi/sessionkit-jwt-encrypted": "fastapi/sessionkit-jwt"}
+         "fastapi/sessionkit-jwt-encrypted": "fastapi/sessionkit-jwt",
+         "flask/sessionkit-hybrid+misrouted": "flask/sessionkit-redis+misrouted",
+         "fastapi/sessionkit-hybrid+misrouted": "fastapi/sessionkit-redis+misrouted"}
 CHILD = """
 import sys
 sys.path.insert(0, {root!r})
 from bench import apps
-from bench.workload import InProcess, plan
-name, n, url = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-driver = InProcess(apps.build(name, {{"redis": url}}), name.startswith("fastapi"), 100)
+from bench.workload import InProcess, Misrouted, plan
+variant, n, url = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+name, _, how = variant.partition("+")
+if how == "misrouted":
+    driver = Misrouted({{i: apps.build(name, {{"redis": url}}, instance=i) for i in ("a", "b")}},
+                       name.startswith("fastapi"), 100)
+else:
+    driver = InProcess(apps.build(name, {{"redis": url}}), name.startswith("fastapi"), 100)
 driver.seed(sessions=not name.endswith("/none"))
 driver.run(plan(300, 100))
 driver.run(plan(n, 100, start=300))
@@ -87,7 +100,7 @@ def main() -> int:
 def table(found: dict[str, float]) -> str:
     """Instructions per request, the session layer's own share (above the same framework with
     no sessions), and the ratio to each pair's peer (by layer: what no harness dilutes)."""
-    lines = [f"\n{'app':<28} {'instr/request':>14} {'layer':>10} {'peer':<28} "
+    lines = [f"\n{'app':<36} {'instr/request':>14} {'layer':>10} {'peer':<36} "
              f"{'peer/ours (total)':>18} {'peer/ours (layer)':>18}"]
     for variant, count in found.items():
         none = found.get(variant.split("/")[0] + "/none")
@@ -99,8 +112,8 @@ def table(found: dict[str, float]) -> str:
             peer_layer = found[peer] - none if none is not None else None
             if layer and peer_layer is not None and not peer.endswith("/none"):
                 layer_ratio = f"{peer_layer / layer:.2f}"
-        lines.append(f"{variant:<28} {count:>14,.0f} "
-                     f"{'' if layer is None else f'{layer:,.0f}':>10} {peer:<28} "
+        lines.append(f"{variant:<36} {count:>14,.0f} "
+                     f"{'' if layer is None else f'{layer:,.0f}':>10} {peer:<36} "
                      f"{total_ratio:>18} {layer_ratio:>18}")
     return "\n".join(lines)
 
