@@ -275,8 +275,7 @@ class SessionEngine:
                 result = yield from self.backend.lookup(value, now)
             if isinstance(result, Found):
                 record = result.record
-                if (record.expires_at > now and record.created_at + self._absolute > now
-                        and facts.within_own_limits(record, now, self._idle, self._absolute)):
+                if facts.alive(record, now, self._idle, self._absolute):
                     session = self._loaded(result, now)
                     break
                 yield from self.backend.destroy(result.key, record.expires_at)

@@ -121,10 +121,6 @@ class Events:
         with self._lock:
             self.near_cache[result] += 1
 
-    def hooked(self, name: str) -> bool:
-        """Whether a hook listens to ``name`` (else what only hooks see need not be made)."""
-        return bool(self._hooks[name])
-
     def emit(self, name: str, session: Callable[[], str | None] | None = None, **fields: Any
              ) -> None:
         """Count ``name`` and call its hooks. ``session`` gives the hashed id, only computed
