@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pty
 import select
+import signal
 import stat
 import subprocess
 import sys
@@ -109,26 +110,43 @@ def test_inspect_asks_for_the_secret_key_at_the_terminal(tmp_path: Path) -> None
         os.chdir(ROOT)
         os.execve(sys.executable, [sys.executable, "-m", "sessionkit.cli", "inspect", url,
                                    cookie], env)
+    seen = b""
     try:
         seen = read_until(terminal, b"secret key")
         assert b"secret key" in seen.lower(), seen
         os.write(terminal, KEY.encode() + b"\n")
         seen += read_until(terminal, None)
     finally:
-        _, status = os.waitpid(pid, 0)
+        status = ended(pid, 10)
         os.close(terminal)
+    assert status is not None, f"the command still waited at its terminal: {seen!r}"
     assert os.waitstatus_to_exitcode(status) == 0, seen
     assert b"session " in seen and b"cart = <list" in seen
     assert KEY.encode() not in seen  # not echoed
+
+
+def ended(pid: int, seconds: float) -> int | None:
+    """The child's wait status once it ends, or None (and the child killed) if it is still
+    running after ``seconds``: a failure must not hang the suite."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
 
 
 def read_until(fd: int, marker: bytes | None, seconds: float = 60) -> bytes:
     """What the terminal shows until ``marker`` (None: until the command ends)."""
     seen = b""
     deadline = time.monotonic() + seconds
+    poller = select.poll()  # not select(): a long test session's descriptors pass 1024
+    poller.register(fd, select.POLLIN)
     while time.monotonic() < deadline and (marker is None or marker not in seen.lower()):
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if not ready:
+        if not poller.poll(500):
             continue
         try:
             chunk = os.read(fd, 4096)
