@@ -1,6 +1,6 @@
 """Processes the bench starts on loopback: app servers, and a private redis-server.
 
-A private redis-server makes ``INFO commandstats`` count this bench's commands only, and keeps
+A private redis-server counts this bench's commands only (``bench.redis_commands``), and keeps
 the bench away from anyone's data. Every process is stopped on exit, error or Ctrl-C.
 """
 

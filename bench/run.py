@@ -7,7 +7,7 @@ Each comparison runs the same cart app (bench/apps.py: 90% reads, 10% writes, a 
 100 clients with their own cookies) on sessionkit and on a peer, alternating rounds so that
 machine noise hits both alike, at two levels: in-process (the app called directly: per-request
 CPU) and over real servers on loopback (gunicorn / uvicorn, keep-alive connections). Redis
-runs privately (a throwaway redis-server) so that ``INFO commandstats`` counts only the bench.
+runs privately (a throwaway redis-server) so that it counts only the bench's commands.
 PostgreSQL comes from ``BENCH_POSTGRES_URL`` (default: the local ``test`` database); its rows
 are skipped with a note when it is unreachable.
 """
@@ -30,6 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import apps, processes
+from bench import redis_commands as redis_commands_sent
 from bench.workload import InProcess, Misrouted, OverHttp, Result, plan
 
 CLIENTS = 100
@@ -155,12 +156,14 @@ def _alternate(level: str, pair: Pair, drivers: list[Any], sizes: list[int],
 
 # --- Redis commands per request -----------------------------------------------------------------
 def redis_commands(urls: dict[str, str]) -> list[tuple[str, float, float, float]]:
-    """Commands per read, per write and per request of the 90/10 mix, from INFO commandstats."""
+    """Commands per read, per write and per request of the 90/10 mix, as the clients sent
+    them (``bench.redis_commands``)."""
     import redis
 
     probe = redis.Redis.from_url(urls["redis"])
     found = []
     try:
+        redis_commands_sent.start(probe)
         for name in ("flask/sessionkit-redis", "fastapi/sessionkit-redis",
                      "flask/sessionkit-hybrid", "fastapi/sessionkit-hybrid",
                      "flask/flask-session-redis", "fastapi/starsessions-redis"):
@@ -171,21 +174,15 @@ def redis_commands(urls: dict[str, str]) -> list[tuple[str, float, float, float]
                 for steps in ([(n % CLIENTS, "GET", "/cart") for n in range(200)],
                               [(n % CLIENTS, "POST", f"/cart/c{n}") for n in range(200)],
                               plan(1000, CLIENTS)):
-                    probe.config_resetstat()
+                    redis_commands_sent.sent(probe)  # from here
                     driver.run(steps)
-                    counts.append(_commands(probe) / len(steps))
+                    counts.append(redis_commands_sent.sent(probe) / len(steps))
                 found.append((name, *counts))
             finally:
                 driver.close()
     finally:
         probe.close()
     return found
-
-
-def _commands(probe: Any) -> int:
-    stats = probe.info("commandstats")
-    return sum(int(v["calls"]) for k, v in stats.items()
-               if not k.startswith(("cmdstat_info", "cmdstat_config")))
 
 
 def profile(variant: str, urls: dict[str, str], requests: int) -> int:
@@ -319,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs = [p for p in PAIRS if not p.needs or p.needs in urls]
         rows = [compare_in_process(p, urls, args.seconds, args.rounds) for p in pairs]
         print_rows("in-process (the app called directly; per-request CPU)", rows)
-        print("\nRedis commands per request (INFO commandstats)")
+        print("\nRedis commands per request (sent by the clients: bench/redis_commands.py)")
         print(f"{'app':<30} {'read':>6} {'write':>6} {'90/10 mix':>10}")
         for name, read, write, mix in redis_commands(urls):
             print(f"{name:<30} {read:>6.2f} {write:>6.2f} {mix:>10.2f}")
