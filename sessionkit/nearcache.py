@@ -23,18 +23,19 @@ for) that made it.
 Otherwise the session is read from the store, and the copy is refreshed.
 
 **Why it is safe.** A session changes only by a write, and every write goes through to the
-store before its response, replacing the stamp in the cookie it sends. A copy is made only
-from a store read, or from a write this instance knows the exact outcome of: the copy it
-wrote on top of was current and no other write to that session ran here meanwhile (else the
-copy is dropped). So for a client whose requests follow one another, the cookie it sends
-always carries the stamp of its latest write, and only the process that made that write (or
-read the session since) holds a copy with that stamp: a write through B is never hidden by
-A's copy, because B's cookie names B and carries a stamp A never saw (the stamp also tells
-apart worker processes that share an instance id). Destroying a session (``invalidate``,
-``regenerate``, expiry) drops the copy here before and after the store delete. What a cookie
-cannot carry — a log-out-everywhere, or a write made through another instance by a concurrent
-request whose older cookie the browser kept — reaches the copy through a Redis invalidation at
-once, else once the copy is ``near_cache_max_age`` old (the stated bound).
+store before its response, replacing the stamp in the cookie it sends. A copy is made only from
+a store read, or from a write this instance knows the exact outcome of: no other write to that
+session ran here meanwhile, and the store's answer is the record's new version, the next after
+the copy's (every write bumps it atomically with its data), so no other instance wrote in
+between either (else the copy is dropped). So for a client whose requests follow one another,
+the cookie it sends always carries the stamp of its latest write, and only the process that
+made that write (or read the session since) holds a copy with that stamp: a write through B is
+never hidden by A's copy, because B's cookie names B and carries a stamp A never saw (the stamp
+also tells apart worker processes that share an instance id). Destroying a session
+(``invalidate``, ``regenerate``, expiry) drops the copy here before and after the store delete.
+What a cookie cannot carry — a log-out-everywhere, or a write made through another instance by
+a concurrent request whose older cookie the browser kept — reaches the copy through a Redis
+invalidation at once, else once the copy is ``near_cache_max_age`` old (the stated bound).
 
 Loads that race with writes or drops never install what they read if the session changed
 here after the load began: every change takes a tick of one counter, and a removed copy
@@ -215,21 +216,20 @@ class NearCache:
                     self._drop(key, "invalidated")
         return rechecks
 
-    def confirm(self, key: str, doubt: int, found: Record | None, now: float) -> None:
-        """A recheck read ``found`` from the store: keep the copy if it is what the store
-        holds (the change was this instance's own write, or a touch), else drop it."""
+    def confirm(self, key: str, doubt: int, stored: tuple[int, float] | None, now: float
+                ) -> None:
+        """A recheck found the record's version and the time of its last write or touch
+        (``stored``; None: gone or unreadable). Keep the copy if both are the copy's own: the
+        change was this instance's own write (every write bumps the version with its data;
+        the time also tells apart writers that keep no version), else drop it."""
         with self._lock:
             copy = self._copies.get(key)
             if copy is None or copy.doubt != doubt or copy.writing:
                 return  # changed here since: a newer recheck or the write decides
             record = copy.record
-            if found is not None and (
-                    found.fields, found.user_id, found.created_at, found.meta) == (
-                    record.fields, record.user_id, record.created_at, record.meta):
+            if stored == (record.version, record.accessed_at):
                 copy.doubt = 0
                 copy.confirmed = now
-                copy.record = dataclasses.replace(record, expires_at=found.expires_at,
-                                                  accessed_at=found.accessed_at)
             else:
                 self._drop(key, "invalidated")
 
@@ -242,12 +242,24 @@ class NearCache:
                     self._drop(key, "invalidated")
             self.watched_since = since
 
-    def touched(self, key: str, accessed_at: float, expires_at: float) -> None:
+    def end_touch(self, key: str, ticket: int, accessed_at: float | None,
+                  expires_at: float) -> int:
+        """A touch begun with ``begin_write`` ended: the copy takes the new expiry, or goes
+        when the record is gone (``accessed_at`` None) or another change began here since.
+        Its content stays as confirmed as it was (a touch proves the record alive, not
+        unchanged). Returns the tick of an invalidation that arrived meanwhile, as
+        ``end_write`` does."""
         with self._lock:
             copy = self._copies.get(key)
-            if copy is not None and not copy.writing:
+            if accessed_at is not None and copy is not None and copy.writing == ticket:
                 copy.record = dataclasses.replace(copy.record, accessed_at=accessed_at,
                                                   expires_at=expires_at)
+                copy.writing = 0
+                copy.tick = next(self._ticks)
+                copy.written = time.monotonic()
+                return copy.doubt
+            self._drop(key, "invalidated")
+            return 0
 
     def drop(self, key: str) -> None:
         with self._lock:
@@ -351,21 +363,27 @@ class NearBackend(ServerSide):
         except BaseException:
             self.cache.end_write(key, ticket, None, stamp)
             raise
-        after = (_applied(base, changes, removed, record, state.user_changed, state.meta_changed)
-                 if stored else None)
+        after = (_applied(base, changes, removed, record, state.user_changed, state.meta_changed,
+                          stored) if stored else None)
         doubt = self.cache.end_write(key, ticket, after, stamp)
         if doubt and self.invalidations is not None:
             self.invalidations.recheck(key, doubt)
         return self._value(token, stamp) if stored else None
 
     def touch(self, state: SessionState, record: Record) -> Steps[str | None]:
+        """In flight like a write (its own invalidation is rechecked, not taken for
+        another's), since it changes the record's last write time that rechecks compare."""
         key = state.key
         assert key is not None
-        alive = yield Touch(key, record.accessed_at, record.expires_at)
-        if alive:
-            self.cache.touched(key, record.accessed_at, record.expires_at)
-        else:
-            self.cache.drop(key)
+        ticket, _ = self.cache.begin_write(key)
+        alive = False
+        try:
+            alive = yield Touch(key, record.accessed_at, record.expires_at)
+        finally:
+            doubt = self.cache.end_touch(key, ticket, record.accessed_at if alive else None,
+                                         record.expires_at)
+        if doubt and self.invalidations is not None:
+            self.invalidations.recheck(key, doubt)
         return None
 
     def destroy(self, key: str, until: float) -> Steps[None]:
@@ -395,13 +413,18 @@ def _invalidations_for(store: Store, cache: NearCache, clock: Callable[[], float
 
 
 def _applied(base: Record | None, changes: Mapping[str, str], removed: tuple[str, ...],
-             written: Record, set_user: bool, set_meta: bool) -> Record | None:
-    """The stored session after a delta write on top of ``base`` (None when unknown)."""
-    if base is None:
+             written: Record, set_user: bool, set_meta: bool, stored: int) -> Record | None:
+    """The stored session after a delta write on top of ``base``, or None when it is not
+    known exactly: only a store that tells the record's new version (``stored``, an ``int``
+    and not ``True``) can show that nobody wrote between ``base`` and this write, which is
+    when the new version is the next after ``base``'s. Another instance's write merged in
+    between (through a cookie the browser kept from before) would otherwise be missing from
+    the copy for as long as this instance keeps confirming it with its own writes."""
+    if base is None or type(stored) is not int or stored != base.version + 1:
         return None
     return Record(merge_fields(base.fields, changes, removed), base.created_at,
                   written.expires_at, written.accessed_at,
-                  written.user_id if set_user else base.user_id, base.version + 1,
+                  written.user_id if set_user else base.user_id, stored,
                   base.instance, written.meta if set_meta else base.meta)
 
 

@@ -169,15 +169,16 @@ class ServerSide(Backend):
     def write(
         self, state: SessionState, changes: Mapping[str, str], removed: tuple[str, ...],
         record: Record,
-    ) -> Steps[bool]:
-        """Merge a request's changes into the stored session; False if it was destroyed."""
+    ) -> Steps[int]:
+        """Merge a request's changes into the stored session; False if it was destroyed, else
+        what the store answered (True, or the record's new version)."""
         assert state.key is not None
         # The deadline slides on the same steps for writes as for reads (see the engine's
         # TOUCH_FRACTION): until a step is due it stays the one stored.
         slide = self.slides_on_load or state.touch
         if not slide:
             record.expires_at = state.expires_at
-        stored: bool = yield Update(
+        stored: int = yield Update(
             state.key, changes, removed, record.user_id, state.user_changed,
             record.accessed_at, record.expires_at, state.raw, state.version,
             self._absolute, slide, record.meta if state.meta_changed else None,

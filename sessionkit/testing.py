@@ -162,6 +162,25 @@ class StoreContract:
         assert after is not None
         assert after.fields == {"base": "0", "first": "1", "second": "2"}
 
+    def test_an_update_that_tells_a_version_tells_the_records_own(self, run: Face, now: float
+                                                                   ) -> None:
+        """An update answers True, or the record's new version (hybrid mode keeps its copy
+        only when that is the next after its copy's): then ``Load`` reports the same one,
+        and a write from an old base still counts every write in between."""
+        key = _key("versions")
+        run(Create(key, _record({"a": "1"}, now=now), ABSOLUTE))
+        loaded = run(Load(key, now, IDLE, ABSOLUTE))
+        assert loaded is not None
+        first = run(_update(key, loaded, now, changes={"a": "2"}))
+        assert first is True or type(first) is int, f"Update answered {first!r}"
+        if first is True:
+            return  # a store that keeps no version: hybrid copies are read again after writes
+        second = run(_update(key, loaded, now, changes={"b": "3"}))  # from the old base
+        after = run(Load(key, now, IDLE, ABSOLUTE))
+        assert after is not None
+        assert (first, second) == (loaded.version + 1, loaded.version + 2)
+        assert after.version == second
+
     def test_updates_from_many_threads_all_land(self, store: Store, now: float) -> None:
         key = _key("threads")
         store.execute(Create(key, _record({"base": "0"}, now=now), ABSOLUTE))

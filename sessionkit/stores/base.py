@@ -136,9 +136,15 @@ class Create(Op[bool]):
 
 
 @dataclasses.dataclass(slots=True)
-class Update(Op[bool]):
+class Update(Op[int]):
     """Merge a delta into the live record atomically; return False if it no longer exists
     (destroyed by a concurrent logout, regenerate or expiry): a delta never resurrects it.
+
+    Otherwise return True, or better, the record's ``version`` after the write (an ``int``,
+    never a ``bool``) when the store keeps one that every ``Update`` bumps atomically with the
+    delta: hybrid mode's near cache then knows whether its copy plus this delta is exactly
+    what the store holds (version one above its copy's) or whether another instance wrote in
+    between, and keeps its copy only in the first case.
 
     ``changes`` maps keys to their new JSON text, ``removed`` lists deleted keys; keys the
     request did not change are left as they are in the store, so a concurrent request's
@@ -304,7 +310,7 @@ class BlockingStore(Store):
     def create(self, op: Create) -> bool: ...
 
     @abc.abstractmethod
-    def update(self, op: Update) -> bool: ...
+    def update(self, op: Update) -> int: ...
 
     @abc.abstractmethod
     def touch(self, op: Touch) -> bool: ...
@@ -346,7 +352,7 @@ class CommandStore(Store, Generic[C]):
     def create(self, op: Create) -> Steps[C, bool]: ...
 
     @abc.abstractmethod
-    def update(self, op: Update) -> Steps[C, bool]: ...
+    def update(self, op: Update) -> Steps[C, int]: ...
 
     @abc.abstractmethod
     def touch(self, op: Touch) -> Steps[C, bool]: ...

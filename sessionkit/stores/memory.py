@@ -90,7 +90,7 @@ class MemoryStore(BlockingStore):
             self._sweep(new.accessed_at)
             return True
 
-    def update(self, op: Update) -> bool:
+    def update(self, op: Update) -> int:
         with self._lock:
             record = self._records.get(op.key)
             if record is None or record.expires_at <= op.now:
@@ -108,7 +108,7 @@ class MemoryStore(BlockingStore):
             record.accessed_at = op.now
             record.expires_at = op.expires_at
             self._records.move_to_end(op.key)
-            return True
+            return record.version
 
     def touch(self, op: Touch) -> bool:
         with self._lock:

@@ -73,6 +73,28 @@ def test_a_write_through_b_is_never_hidden_by_a_copy(cluster: Instances) -> None
     assert cluster.near("a")["hit"] == hits + 1
 
 
+def test_a_write_on_a_copy_made_stale_elsewhere_leaves_no_stale_copy(
+    cluster: Instances, clock: FakeClock,
+) -> None:
+    """Two tabs: the older cookie adds to the cart through b, then proves who the user is
+    through a, whose copy predates b's write. The store merges both; a may keep a copy of the
+    result only if it knows it exactly (the record's version says whether anyone wrote since
+    its copy was made), else the next read goes to the store."""
+    browser = Browser()
+    a, b = cluster["a"], cluster["b"]
+    browser.send(a, "POST", "/login", {"user": "ada"})
+    browser.send(a, "POST", "/cart/apple")
+    older = browser.cookie
+    assert browser.cart(a) == ["apple"]  # a holds a copy
+    Browser(older).send(b, "POST", "/cart/pear")
+    clock.advance(1)
+    tab = Browser(older)
+    assert tab.send(a, "POST", "/reauth", {"user": "ada"}).status == 200  # a write through a
+    assert tab.route == "a"
+    for _ in range(2):
+        assert tab.cart(a) == ["apple", "pear"]
+
+
 def test_a_client_bounced_a_b_a_sees_its_latest_data(cluster: Instances) -> None:
     browser = Browser()
     a, b, c = cluster["a"], cluster["b"], cluster["c"]

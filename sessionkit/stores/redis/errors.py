@@ -50,6 +50,18 @@ class _NotOurs:
 #: Stands in the reply list for a command whose key is not a hash.
 NOT_OURS: Final = _NotOurs()
 
+
+class _NoScript:
+    """The reply to ``EVALSHA`` from a server that does not know the script (yet)."""
+
+    def __repr__(self) -> str:
+        return "NO_SCRIPT"
+
+
+#: Stands in the reply list for an ``EVALSHA`` the server answered ``NOSCRIPT``: the caller
+#: sends the script itself (a restart or a failover empties a server's script cache).
+NO_SCRIPT: Final = _NoScript()
+
 _OUTAGE_TYPES: tuple[type[BaseException], ...] = (
     rx.ConnectionError,  # refused, reset, closed, LOADING, auth lost, pool exhausted
     rx.TimeoutError,
@@ -111,9 +123,12 @@ def unavailable(store: str, error: BaseException) -> StoreUnavailable:
 
 def reply(value: object) -> object:
     """A reply as the operations see it: an error reply of a pipeline is raised (translated
-    by the caller), except ``WRONGTYPE``, which becomes ``NOT_OURS``."""
+    by the caller), except ``WRONGTYPE``, which becomes ``NOT_OURS``, and ``NOSCRIPT``,
+    which becomes ``NO_SCRIPT``."""
     if isinstance(value, BaseException):
         if classify(value) is Kind.NOT_OURS:
             return NOT_OURS
+        if isinstance(value, rx.NoScriptError):
+            return NO_SCRIPT
         raise value
     return value

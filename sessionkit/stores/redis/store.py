@@ -12,6 +12,7 @@ a watcher moves the connections off a master as soon as the Sentinels start repl
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import threading
@@ -40,7 +41,7 @@ from ..base import (
 )
 from . import connect
 from .deadline import DEFAULT_DEADLINE, bounded
-from .errors import NOT_OURS, Kind, Refused, classify, reply, unavailable
+from .errors import NO_SCRIPT, NOT_OURS, Kind, Refused, classify, reply, unavailable
 from .failover import SwitchWatcher
 
 logger = logging.getLogger("sessionkit")
@@ -52,6 +53,25 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """
+#: ``Update`` in one atomic step: merge the delta into a live hash only (0 when it is gone: a
+#: delta never resurrects a session; -1 when the key is not a hash), slide its expiry, and
+#: bump its version ``v`` with the change, returning the new one. Fields are set one call each
+#: (no ``unpack``: Lua's stack would cap how many keys one write may change).
+#: KEYS[1] the record; ARGV: milliseconds to live (0: keep), how many names to delete, those
+#: names, then name/value pairs to set.
+_UPDATE = """
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'none' then return 0 end
+if kind ~= 'hash' then return -1 end
+local deleted = tonumber(ARGV[2])
+for i = 3 + deleted, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 3, 2 + deleted do redis.call('HDEL', KEYS[1], ARGV[i]) end
+local ttl = tonumber(ARGV[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+return redis.call('HINCRBY', KEYS[1], 'v', 1)
+"""
+#: The script's name for ``EVALSHA`` (Redis names scripts by SHA-1; no security role here).
+_UPDATE_SHA = hashlib.sha1(_UPDATE.encode(), usedforsecurity=False).hexdigest()
 Command: TypeAlias = tuple[str, tuple[Any, ...]]
 Steps: TypeAlias = Generator[list[Command], list[Any], R]
 
@@ -159,8 +179,7 @@ class RedisStore(CommandStore[list[Command]]):
             return None
         from ...invalidations import RedisInvalidations
 
-        return RedisInvalidations(self._watch_url, self.prefix, cache, self, clock, idle,
-                                  absolute)
+        return RedisInvalidations(self._watch_url, self.prefix, cache, clock)
 
     def _send(self, batch: list[Command]) -> list[Any]:
         """One round trip: a lone command directly, several in one pipeline."""
@@ -278,7 +297,7 @@ class RedisStore(CommandStore[list[Command]]):
         record, key = op.record, self._key(op.key)
         mapping: dict[str, Any] = {"d:" + k: v for k, v in record.fields.items()}
         mapping.update(c=repr(record.created_at), e=repr(record.expires_at),
-                       a=repr(record.accessed_at), f=FORMAT)
+                       a=repr(record.accessed_at), v=record.version, f=FORMAT)
         if record.user_id is not None:
             mapping["u"] = record.user_id
         if record.instance is not None:
@@ -300,36 +319,35 @@ class RedisStore(CommandStore[list[Command]]):
             yield batch
         return True
 
-    def update(self, op: Update) -> Steps[bool]:
+    def update(self, op: Update) -> Steps[int]:
+        """One script (``_UPDATE``), then the user's index when the session was bound to one
+        (a separate round trip: a Cluster keeps that index on another node)."""
         key = self._key(op.key)
-        mapping: dict[str, Any] = {"d:" + k: v for k, v in op.changes.items()}
-        mapping.update(e=repr(op.expires_at), a=repr(op.now))
-        mapping["f"] = FORMAT  # always set: the reply then says whether the hash existed
         removed = ["d:" + k for k in op.removed]
+        pairs: list[Any] = []
+        for name, value in op.changes.items():
+            pairs += ("d:" + name, value)
+        pairs += ("e", repr(op.expires_at), "a", repr(op.now))
         if op.set_user:
             if op.user_id is None:
                 removed.append("u")
             else:
-                mapping["u"] = op.user_id
+                pairs += ("u", op.user_id)
         if op.meta is not None:
             if op.meta:
-                mapping["m"] = encode_meta(op.meta)
+                pairs += ("m", encode_meta(op.meta))
             else:
                 removed.append("m")
-        batch: list[Command] = [("hset", (key, None, None, mapping))]
-        if removed:
-            batch.append(("hdel", (key, *removed)))
-        if op.slide:
-            batch.append(("pexpire", (key, _ms(op.expires_at - op.now))))
+        args = (1, key, _ms(op.expires_at - op.now) if op.slide else 0, len(removed), *removed,
+                *pairs)
+        [version] = yield [("evalsha", (_UPDATE_SHA, *args))]
+        if version is NO_SCRIPT:  # a restarted or failed-over server: send the script itself
+            [version] = yield [("eval", (_UPDATE, *args))]
+        if version is NOT_OURS or not isinstance(version, int) or version <= 0:
+            return False  # gone (or never a session of ours): a delta never resurrects it
         if op.set_user and op.user_id is not None:
-            batch += self._bind(op.user_id, op.key, op.absolute)
-        replies = yield batch
-        if replies[0] is NOT_OURS:  # the key holds something else: no session of ours
-            return False
-        if replies[0] == len(mapping):  # every field was new: the session had been destroyed
-            yield [("delete", (key,))]
-            return False
-        return True
+            yield self._bind(op.user_id, op.key, op.absolute)
+        return version
 
     def touch(self, op: Touch) -> Steps[bool]:
         key = self._key(op.key)
@@ -478,7 +496,7 @@ def _parse(raw: dict[bytes, bytes]) -> Record | None:
             float(raw[b"e"]),
             float(raw.get(b"a", raw[b"c"])),
             user.decode() if user is not None else None,
-            0,
+            int(raw.get(b"v", 0)),
             instance.decode() if instance is not None else None,
             meta,
         )

@@ -205,9 +205,10 @@ class SQLStore(CommandStore[Step]):
             yield statement
         return True
 
-    def update(self, op: Update) -> Steps[bool]:
+    def update(self, op: Update) -> Steps[int]:
         """Merge the delta; first onto the loaded fields, then onto the current row if another
-        request wrote in between. The version check makes each write a compare-and-set."""
+        request wrote in between. The version check makes each write a compare-and-set, so
+        the version it wrote is the record's new one."""
         fields: Mapping[str, str] = op.base_fields
         version = op.base_version
         for attempt in range(UPDATE_ATTEMPTS):
@@ -228,7 +229,7 @@ class SQLStore(CommandStore[Step]):
                 yield Sleep(backoff(attempt))
                 continue
             if result.rowcount > 0:
-                return True
+                return version + 1
             if attempt:  # only without row locks: start afresh after a pause
                 yield Transaction.ROLLBACK
                 yield Sleep(backoff(attempt))
