@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from sessionkit import invalidations
 from tests.hybrid_support import CONNECT_SECONDS, MAX_AGE, Browser, Instances
 from tests.redis_servers import RedisProcesses, spare_ports
 from tests.stores import REDIS_ENV, flush_redis
@@ -70,6 +71,32 @@ def test_own_writes_keep_the_copy_and_watched_copies_outlive_max_age(
     assert browser.cart(a) == ["apple", "pear"]
     assert cluster.near("a")["hit"] == hits + 1
     assert cluster.near("a")["invalidated"] == 0
+
+
+def test_own_writes_are_confirmed_by_the_records_version_not_by_reading_it(
+    cluster: Instances, redis_url: str,
+) -> None:
+    """Redis tells every instance of every write, its own included: the writer keeps its
+    copy after checking the record's version, without reading the whole session back."""
+    browser = Browser()
+    a = cluster["a"]
+    browser.send(a, "POST", "/cart/apple")
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        before = _calls(admin, "hgetall")
+        for fruit in ("pear", "plum", "fig"):
+            browser.send(a, "POST", f"/cart/{fruit}")
+            assert browser.cart(a)[-1] == fruit
+        assert _calls(admin, "hgetall") == before
+    finally:
+        admin.close()
+    assert cluster.near("a")["hit"] == 6  # each write's read, then each read: all copies
+    assert cluster.near("a")["invalidated"] == 0
+
+
+def _calls(admin: redis.Redis, command: str) -> int:
+    stats = admin.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
 
 
 def test_a_lost_invalidation_connection_drops_copies_and_reconnects(
@@ -147,3 +174,29 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting: {what}"
         time.sleep(0.02)
+
+
+def test_rechecks_read_versions_in_one_round_trip_whatever_each_key_holds(
+    redis_url: str,
+) -> None:
+    """The recheck's hand-packed commands stay in step with their answers: a key that is
+    gone, of another type or without a version answers None (that copy goes), and the
+    records after it still answer their own values; a Redis that cannot answer drops all."""
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        admin.hset("probe:ok", mapping={"v": 7, "a": "12.5"})
+        admin.set("probe:string", "x")
+        admin.hset("probe:old", mapping={"a": "3.0"})  # written before versions existed
+        admin.hset("probe:later", mapping={"v": 2, "a": "4.25"})
+        probe = invalidations._Probe(redis_url)
+        try:
+            names = ["probe:ok", "probe:gone", "probe:string", "probe:old", "probe:later"]
+            assert probe.versions(names) == [(7, 12.5), None, None, None, (2, 4.25)]
+            assert probe.versions(["probe:later"]) == [(2, 4.25)]  # the connection kept step
+        finally:
+            probe.close()
+    finally:
+        admin.close()
+    (port,) = spare_ports(1)
+    assert invalidations._Probe(f"redis://127.0.0.1:{port}/0").versions(["a", "b"]) == [
+        None, None]

@@ -105,12 +105,17 @@ def test_a_store_invalidation_drops_a_copy_this_instance_did_not_just_write() ->
 
 
 def test_an_invalidation_right_after_an_own_write_is_rechecked() -> None:
+    """Kept only while the store's record has the copy's version and last write time."""
     cache = NearCache(10)
-    for store_holds, kept in (({"cart": "1"}, True), ({"cart": "other"}, False)):
-        cache.created("k", record(cart="1"), "s1")
+    mine = record(cart="1")
+    for store_holds, kept in (((mine.version, mine.accessed_at), True),
+                              ((mine.version + 1, mine.accessed_at), False),  # a later write
+                              ((mine.version, mine.accessed_at + 1), False),  # one with no v
+                              (None, False)):  # gone
+        cache.created("k", mine, "s1")
         [(key, doubt)] = cache.invalidated(["k"])
         assert serve(cache) == (None, "invalidated")  # in doubt: never served meanwhile
-        cache.confirm(key, doubt, record(**store_holds), NOW)
+        cache.confirm(key, doubt, store_holds, NOW)
         assert serve(cache)[1] == ("hit" if kept else "invalidated")
 
 
