@@ -53,25 +53,27 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """
-#: ``Update`` in one atomic step: merge the delta into a live hash only (0 when it is gone: a
-#: delta never resurrects a session; -1 when the key is not a hash), slide its expiry, and
-#: bump its version ``v`` with the change, returning the new one. Fields are set one call each
-#: (no ``unpack``: Lua's stack would cap how many keys one write may change).
-#: KEYS[1] the record; ARGV: milliseconds to live (0: keep), how many names to delete, those
-#: names, then name/value pairs to set.
-_UPDATE = """
+#: ``Update`` and ``Touch`` in one atomic step: change a live hash only (0 when it is gone: a
+#: write never resurrects a session; -1 when the key is not a hash), slide its expiry, and
+#: for an update bump its version ``v`` with the change, returning the new one (a touch
+#: returns 1). Fields are set one call each (no ``unpack``: Lua's stack would cap how many
+#: keys one write may change). One script for both, so a server learns it once.
+#: KEYS[1] the record; ARGV: milliseconds to live (0: keep), 1 to bump the version (else 0),
+#: how many names to delete, those names, then name/value pairs to set.
+_WRITE = """
 local kind = redis.call('TYPE', KEYS[1])['ok']
 if kind == 'none' then return 0 end
 if kind ~= 'hash' then return -1 end
-local deleted = tonumber(ARGV[2])
-for i = 3 + deleted, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-for i = 3, 2 + deleted do redis.call('HDEL', KEYS[1], ARGV[i]) end
+local deleted = tonumber(ARGV[3])
+for i = 4 + deleted, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 4, 3 + deleted do redis.call('HDEL', KEYS[1], ARGV[i]) end
 local ttl = tonumber(ARGV[1])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
-return redis.call('HINCRBY', KEYS[1], 'v', 1)
+if ARGV[2] == '1' then return redis.call('HINCRBY', KEYS[1], 'v', 1) end
+return 1
 """
 #: The script's name for ``EVALSHA`` (Redis names scripts by SHA-1; no security role here).
-_UPDATE_SHA = hashlib.sha1(_UPDATE.encode(), usedforsecurity=False).hexdigest()
+_WRITE_SHA = hashlib.sha1(_WRITE.encode(), usedforsecurity=False).hexdigest()
 Command: TypeAlias = tuple[str, tuple[Any, ...]]
 Steps: TypeAlias = Generator[list[Command], list[Any], R]
 
@@ -320,9 +322,8 @@ class RedisStore(CommandStore[list[Command]]):
         return True
 
     def update(self, op: Update) -> Steps[int]:
-        """One script (``_UPDATE``), then the user's index when the session was bound to one
+        """One script (``_WRITE``), then the user's index when the session was bound to one
         (a separate round trip: a Cluster keeps that index on another node)."""
-        key = self._key(op.key)
         removed = ["d:" + k for k in op.removed]
         pairs: list[Any] = []
         for name, value in op.changes.items():
@@ -338,30 +339,29 @@ class RedisStore(CommandStore[list[Command]]):
                 pairs += ("m", encode_meta(op.meta))
             else:
                 removed.append("m")
-        args = (1, key, _ms(op.expires_at - op.now) if op.slide else 0, len(removed), *removed,
-                *pairs)
-        [version] = yield [("evalsha", (_UPDATE_SHA, *args))]
-        if version is NO_SCRIPT:  # a restarted or failed-over server: send the script itself
-            [version] = yield [("eval", (_UPDATE, *args))]
-        if version is NOT_OURS or not isinstance(version, int) or version <= 0:
+        version = yield from self._write(
+            op.key, _ms(op.expires_at - op.now) if op.slide else 0, 1, removed, pairs)
+        if not version:
             return False  # gone (or never a session of ours): a delta never resurrects it
         if op.set_user and op.user_id is not None:
             yield self._bind(op.user_id, op.key, op.absolute)
         return version
 
     def touch(self, op: Touch) -> Steps[bool]:
-        key = self._key(op.key)
-        mapping = {"e": repr(op.expires_at), "a": repr(op.now), "f": FORMAT}
-        replies = yield [
-            ("hset", (key, None, None, mapping)),
-            ("pexpire", (key, _ms(op.expires_at - op.now))),
-        ]
-        if replies[0] is NOT_OURS:
-            return False
-        if replies[0] == len(mapping):
-            yield [("delete", (key,))]
-            return False
-        return True
+        answer = yield from self._write(op.key, _ms(op.expires_at - op.now), 0, [],
+                                        ["e", repr(op.expires_at), "a", repr(op.now)])
+        return bool(answer)
+
+    def _write(self, store_key: str, ttl: int, bump: int, removed: list[str],
+               pairs: list[Any]) -> Steps[int]:
+        """Run ``_WRITE``: what it returned if positive (the new version, or 1), else 0."""
+        args = (1, self._key(store_key), ttl, bump, len(removed), *removed, *pairs)
+        [answer] = yield [("evalsha", (_WRITE_SHA, *args))]
+        if answer is NO_SCRIPT:  # a restarted or failed-over server: send the script itself
+            [answer] = yield [("eval", (_WRITE, *args))]
+        if answer is NOT_OURS or not isinstance(answer, int) or answer <= 0:
+            return 0
+        return answer
 
     def delete(self, op: Delete) -> Steps[None]:
         yield [("delete", (self._key(op.key),))]
