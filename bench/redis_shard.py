@@ -4,8 +4,9 @@ planning (docs/operations.md).
 Starts a private redis-server (one core's worth: Redis runs commands on one thread), stores one
 session hash as sessionkit writes it (a logged-in user with a 30-item cart, about 1 KB), and
 runs ``redis-benchmark`` against it with the commands sessionkit sends: ``HGETALL`` (a read)
-and ``HSET`` of two fields plus ``PEXPIRE`` (a write). 50 connections, no pipelining (one
-command per round trip, as a request sends it), 200,000 commands each. Prints commands/s.
+and ``EVALSHA`` of its write script (a write; ``HSET`` and ``PEXPIRE`` alone for
+comparison). 50 connections, no pipelining (one command per round trip, as a request sends
+it), 200,000 commands each. Prints commands/s.
 
     python bench/redis_shard.py
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sessionkit.stores.redis.store import WRITE_SCRIPT, WRITE_SCRIPT_SHA  # noqa: E402
 from tests.redis_servers import RedisProcesses, spare_ports  # noqa: E402
 
 KEY = "sessionkit:bench-session"
@@ -68,9 +70,18 @@ def main() -> int:
             write = benchmark(port, "HSET", KEY, "d:cart", json.dumps(["a"] * 30), "a",
                               str(time.time()))
             expire = benchmark(port, "PEXPIRE", KEY, "1209600000")
+            client = redis.Redis(port=port)
+            client.script_load(WRITE_SCRIPT)
+            client.close()
+            now = time.time()
+            script = benchmark(port, "EVALSHA", WRITE_SCRIPT_SHA, "1", KEY, "0", "1", "0",
+                               "d:cart", json.dumps(["a"] * 30), "e", str(now + 1209600),
+                               "a", str(now))
             print(f"HGETALL: {read:,.0f} commands/s")
             print(f"HSET (2 fields): {write:,.0f} commands/s")
             print(f"PEXPIRE: {expire:,.0f} commands/s")
+            print(f"EVALSHA of the write script (a write: 3 fields, version bump): "
+                  f"{script:,.0f} commands/s")
         finally:
             processes.stop()
     return 0

@@ -60,7 +60,7 @@ return 1
 #: keys one write may change). One script for both, so a server learns it once.
 #: KEYS[1] the record; ARGV: milliseconds to live (0: keep), 1 to bump the version (else 0),
 #: how many names to delete, those names, then name/value pairs to set.
-_WRITE = """
+WRITE_SCRIPT = """
 local kind = redis.call('TYPE', KEYS[1])['ok']
 if kind == 'none' then return 0 end
 if kind ~= 'hash' then return -1 end
@@ -73,7 +73,7 @@ if ARGV[2] == '1' then return redis.call('HINCRBY', KEYS[1], 'v', 1) end
 return 1
 """
 #: The script's name for ``EVALSHA`` (Redis names scripts by SHA-1; no security role here).
-_WRITE_SHA = hashlib.sha1(_WRITE.encode(), usedforsecurity=False).hexdigest()
+WRITE_SCRIPT_SHA = hashlib.sha1(WRITE_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 Command: TypeAlias = tuple[str, tuple[Any, ...]]
 Steps: TypeAlias = Generator[list[Command], list[Any], R]
 
@@ -322,8 +322,8 @@ class RedisStore(CommandStore[list[Command]]):
         return True
 
     def update(self, op: Update) -> Steps[int]:
-        """One script (``_WRITE``), then the user's index when the session was bound to one
-        (a separate round trip: a Cluster keeps that index on another node)."""
+        """One script (``WRITE_SCRIPT``), then the user's index when the session was bound to
+        one (a separate round trip: a Cluster keeps that index on another node)."""
         removed = ["d:" + k for k in op.removed]
         pairs: list[Any] = []
         for name, value in op.changes.items():
@@ -354,11 +354,11 @@ class RedisStore(CommandStore[list[Command]]):
 
     def _write(self, store_key: str, ttl: int, bump: int, removed: list[str],
                pairs: list[Any]) -> Steps[int]:
-        """Run ``_WRITE``: what it returned if positive (the new version, or 1), else 0."""
+        """Run ``WRITE_SCRIPT``: what it returned if positive (the new version, or 1), else 0."""
         args = (1, self._key(store_key), ttl, bump, len(removed), *removed, *pairs)
-        [answer] = yield [("evalsha", (_WRITE_SHA, *args))]
+        [answer] = yield [("evalsha", (WRITE_SCRIPT_SHA, *args))]
         if answer is NO_SCRIPT:  # a restarted or failed-over server: send the script itself
-            [answer] = yield [("eval", (_WRITE, *args))]
+            [answer] = yield [("eval", (WRITE_SCRIPT, *args))]
         if answer is NOT_OURS or not isinstance(answer, int) or answer <= 0:
             return 0
         return answer
