@@ -84,8 +84,8 @@ class Copy:
     writing: int = 0  #: ticket of a write in flight here (0: none)
     #: Tick of a store invalidation not yet checked (0: none): not served until rechecked.
     doubt: int = 0
-    #: When (``time.monotonic``) a write here made this copy, or 0: an invalidation soon after
-    #: is likely that write's own, worth a recheck rather than a drop.
+    #: When (``time.monotonic``) a write or touch here last changed this record, or 0: an
+    #: invalidation soon after is likely that change's own, worth a recheck, not a drop.
     written: float = 0.0
 
 
@@ -365,9 +365,7 @@ class NearBackend(ServerSide):
             raise
         after = (_applied(base, changes, removed, record, state.user_changed, state.meta_changed,
                           stored) if stored else None)
-        doubt = self.cache.end_write(key, ticket, after, stamp)
-        if doubt and self.invalidations is not None:
-            self.invalidations.recheck(key, doubt)
+        self._recheck(key, self.cache.end_write(key, ticket, after, stamp))
         return self._value(token, stamp) if stored else None
 
     def touch(self, state: SessionState, record: Record) -> Steps[str | None]:
@@ -382,9 +380,14 @@ class NearBackend(ServerSide):
         finally:
             doubt = self.cache.end_touch(key, ticket, record.accessed_at if alive else None,
                                          record.expires_at)
+        self._recheck(key, doubt)
+        return None
+
+    def _recheck(self, key: str, doubt: int) -> None:
+        """A change here ended after an invalidation of the copy arrived (``doubt``, else 0):
+        the watcher rechecks the copy, which is not served meanwhile."""
         if doubt and self.invalidations is not None:
             self.invalidations.recheck(key, doubt)
-        return None
 
     def destroy(self, key: str, until: float) -> Steps[None]:
         self.cache.drop(key)  # never served again here, even while the delete runs

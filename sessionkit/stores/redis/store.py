@@ -359,9 +359,7 @@ class RedisStore(CommandStore[list[Command]]):
         [answer] = yield [("evalsha", (WRITE_SCRIPT_SHA, *args))]
         if answer is NO_SCRIPT:  # a restarted or failed-over server: send the script itself
             [answer] = yield [("eval", (WRITE_SCRIPT, *args))]
-        if answer is NOT_OURS or not isinstance(answer, int) or answer <= 0:
-            return 0
-        return answer
+        return answer if isinstance(answer, int) and answer > 0 else 0
 
     def delete(self, op: Delete) -> Steps[None]:
         yield [("delete", (self._key(op.key),))]
