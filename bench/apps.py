@@ -135,6 +135,13 @@ def _flask_session_sqlalchemy(url: str) -> Callable[[Any], None]:
     return configure
 
 
+def _flask_floor(app: Any) -> None:
+    """The floor (bench/floor.py): Flask's session hooks around a dict, nothing more."""
+    from bench import floor
+
+    floor.flask(app)
+
+
 def _flask_cookie(app: Any) -> None:
     """Flask's own signed-cookie session: nothing to configure but the secret key."""
 
@@ -193,6 +200,13 @@ def _starsessions_redis(url: str) -> Callable[[Any], None]:
     return configure
 
 
+def _fastapi_floor(app: Any) -> None:
+    """The floor (bench/floor.py) as the app's middleware, where sessionkit's is."""
+    from bench.floor import FloorMiddleware
+
+    app.add_middleware(FloorMiddleware)
+
+
 def _starlette_cookie(app: Any) -> None:
     from starlette.middleware.sessions import SessionMiddleware
 
@@ -223,6 +237,7 @@ def _build(name: str, urls: dict[str, str]) -> Any:
         "sessionkit-jwt": lambda: _flask_sessionkit("jwt://"),
         "sessionkit-jwt-encrypted": lambda: _flask_sessionkit("jwt://?encrypted=true"),
         "flask-cookie": lambda: _flask_cookie,
+        "floor": lambda: _flask_floor,
         "sessionkit-postgresql": lambda: _flask_sessionkit(
             sql_url + ("&" if "?" in sql_url else "?") + "table=sessionkit_bench"),
         "flask-session-sqlalchemy": lambda: _flask_session_sqlalchemy(sql_url),
@@ -236,6 +251,7 @@ def _build(name: str, urls: dict[str, str]) -> Any:
         "sessionkit-jwt": lambda: _fastapi_sessionkit("jwt://"),
         "sessionkit-jwt-encrypted": lambda: _fastapi_sessionkit("jwt://?encrypted=true"),
         "starlette-cookie": lambda: _starlette_cookie,
+        "floor": lambda: _fastapi_floor,
     }
     if framework == "flask" and library in flask:
         return _flask(flask[library]())

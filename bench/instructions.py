@@ -11,6 +11,9 @@ so it is not counted: only the client side is). Slow (valgrind runs Python ~50x 
 A variant ending in ``+misrouted`` runs two instances of the app behind a balancer that always
 sends a request to the instance its cookie does not name (hybrid mode's worst case; the plain
 Redis app is its peer, run the same way).
+
+``<framework>/floor`` is the least a session layer can do in that framework (bench/floor.py):
+its layer is what the framework's own session hooks cost, below which no library can go.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import processes
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT = ["flask/none", "flask/sessionkit-memory", "flask/sessionkit-hybrid",
+DEFAULT = ["flask/none", "flask/floor", "flask/sessionkit-memory", "flask/sessionkit-hybrid",
            "flask/sessionkit-redis", "flask/flask-session-redis", "flask/sessionkit-jwt",
            "flask/flask-cookie",
-           "fastapi/none", "fastapi/sessionkit-memory", "fastapi/sessionkit-hybrid",
+           "fastapi/none", "fastapi/floor", "fastapi/sessionkit-memory",
+           "fastapi/sessionkit-hybrid",
            "fastapi/sessionkit-redis", "fastapi/starsessions-redis", "fastapi/sessionkit-jwt",
            "fastapi/starlette-cookie", "fastapi/sessionkit-jwt-encrypted",
            "flask/sessionkit-hybrid+misrouted", "flask/sessionkit-redis+misrouted",
