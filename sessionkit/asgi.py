@@ -133,8 +133,11 @@ class SessionMiddleware:
                     headers = list(message.get("headers", ()))
                     if result.vary:
                         _merge_vary(headers)
-                    headers.extend((b"set-cookie", c.encode("latin-1")) for c in result.set_cookies)
-                    headers.extend((k.lower().encode(), v.encode()) for k, v in result.headers)
+                    if result.set_cookies:
+                        headers.extend((b"set-cookie", c.encode("latin-1"))
+                                       for c in result.set_cookies)
+                    if result.headers:
+                        headers.extend((k.lower().encode(), v.encode()) for k, v in result.headers)
                     message["headers"] = headers
             started = True
             await send(message)

@@ -98,13 +98,14 @@ class CookieWriter:
 
     Attribute strings are built once; a ``Set-Cookie`` costs one format per response."""
 
-    __slots__ = ("_after", "_before", "_delete", "_name", "_secure_mode", "_style",
+    __slots__ = ("_after", "_before", "_delete", "_secure_mode", "_style", "name",
                  "settings")
 
     def __init__(self, settings: CookieSettings,
                  style: CookieStyle = CookieStyle.SESSIONKIT) -> None:
         self.settings = settings
-        self._name = settings.name
+        #: The cookie's name (read per request: an attribute, not a property).
+        self.name: str = settings.name
         self._style = style
         forced = settings.name.startswith(("__Host-", "__Secure-")) or settings.partitioned
         self._secure_mode: bool | None = True if forced else (
@@ -115,10 +116,6 @@ class CookieWriter:
         self._after = {False: self._attributes(False, before=False),
                        True: self._attributes(True, before=False)}
         self._delete = {secure: self._deletion(secure) for secure in (False, True)}
-
-    @property
-    def name(self) -> str:
-        return self._name
 
     def _attributes(self, secure: bool, *, before: bool) -> str:
         s = self.settings
@@ -149,7 +146,7 @@ class CookieWriter:
         return text + ("; Partitioned" if s.partitioned else "")
 
     def _deletion(self, secure: bool) -> str:
-        name = self._name
+        name = self.name
         if self._style is CookieStyle.STARLETTE:
             return (f"{name}=null{self._before[secure]}; expires={_EXPIRED}"
                     f"{self._after[secure]}")
@@ -162,7 +159,7 @@ class CookieWriter:
         """A cookie that lives ``max_age`` seconds (None: until the browser closes). Raises
         ``SessionTooLarge`` rather than emit a cookie a browser drops."""
         secure = self._secure(https)
-        header = f"{self._name}={value}{self._before[secure]}"
+        header = f"{self.name}={value}{self._before[secure]}"
         if max_age is not None:
             seconds = max(1, int(max_age))
             style = self._style

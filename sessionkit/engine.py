@@ -157,7 +157,8 @@ class SessionEngine:
     # --- sync and async faces ---------------------------------------------------------------
     def load(self, cookie_header: str | None, cookies: CookieWriter | None = None) -> Session:
         """The session for a request's ``Cookie`` header (a fresh one when there is none).
-        ``cookies`` replaces the configured cookie (a framework whose settings change)."""
+        ``cookies`` replaces the configured cookie (a framework whose settings change); the
+        commit then writes that cookie too, unless it is given another."""
         return run_sync(self._load(cookie_header, cookies or self.cookies), self._perform)
 
     async def aload(self, cookie_header: str | None,
@@ -190,8 +191,9 @@ class SessionEngine:
         the steps that save, for ``commit`` and ``acommit`` to run with their own I/O."""
         if not saves_session(status):
             return NOTHING
-        cookies = cookies or self.cookies
-        settled, delta = self._settled(session, cookies)
+        state = session._state  # (``state_of``, without the call: this runs per request)
+        cookies = cookies or state.cookies or self.cookies
+        settled, delta = self._settled(session, state, cookies)
         if settled is not None:
             return settled
         if callable(https):
@@ -294,7 +296,10 @@ class SessionEngine:
             session = yield from self._import(cookie_header, candidates, now)
         if session is None:
             session = self._fresh(now, miss.reason, miss.route)
-        self._observe_lookup(state_of(session))
+        state = session._state
+        if cookies is not self.cookies:
+            state.cookies = cookies
+        self._observe_lookup(state)
         return session
 
     def _import(self, cookie_header: str | None, candidates: Sequence[str], now: float
@@ -335,7 +340,8 @@ class SessionEngine:
         state.generation = found.generation
         state.created_at = record.created_at
         state.last_accessed = record.accessed_at
-        idle, absolute = facts.limits(record.meta, self._idle, self._absolute)
+        idle, absolute = (facts.limits(record.meta, self._idle, self._absolute) if record.meta
+                          else (self._idle, self._absolute))
         expires = deadline(record.created_at, now, idle, absolute)
         if not self.backend.slides_on_load:
             # Slide (a write) only once a tenth of the idle timeout has passed since the last
@@ -364,7 +370,7 @@ class SessionEngine:
     def _observe_lookup(self, state: SessionState) -> None:
         lookup = state.lookup
         if lookup == "hit":
-            self.events.loaded(self._hasher(state.token))
+            self.events.loaded(self._hasher, state.token)
         else:
             self.events.lookup(lookup)
         if lookup == "affinity_miss":
@@ -376,18 +382,17 @@ class SessionEngine:
             self.events.emit("affinity_miss", expected_instance=state.route)
         elif lookup == "invalid":
             logger.debug("sessionkit: session cookie rejected (malformed or not ours)")
-        if events.request_context_wanted():
+        if events.CONTEXT_WANTED[0]:
             events.current.set(events.RequestContext(
                 self.instance_id, self._hasher(state.token), lookup,
                 state.route if lookup == "affinity_miss" else None,
             ))
 
     # --- committing ---------------------------------------------------------------------------
-    def _settled(self, session: Session, cookies: CookieWriter
+    def _settled(self, session: Session, state: SessionState, cookies: CookieWriter
                  ) -> tuple[CommitResult | None, Delta | None]:
         """The answer for a request that leaves nothing to save (most requests), decided
         without starting a commit; else None, with the delta when it was computed."""
-        state = state_of(session)
         if (state.user_changed or state.force or state.touch or state.reroute or state.doomed
                 or state.invalidated or state.imported or state.meta_changed
                 or state.revoke_others or (self._debug_header and state.lookup == "affinity_miss")

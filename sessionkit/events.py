@@ -108,14 +108,16 @@ class Events:
         with self._lock:
             self.lookups[result] += 1
 
-    def loaded(self, session: Callable[[], str | None]) -> None:
+    def loaded(self, hasher: Callable[[str | None], Callable[[], str | None]],
+               token: str | None) -> None:
         """A lookup that found its session: one locked update of both counters, and the
-        ``loaded`` hooks, if any (the hashed id is made only for them)."""
+        ``loaded`` hooks, if any (``hasher(token)`` gives them the hashed id: it is not even
+        asked for without them)."""
         with self._lock:
             self.lookups["hit"] += 1
             self.counts["loaded"] += 1
         if self._hooks["loaded"]:
-            self._call("loaded", session)
+            self._call("loaded", hasher(token))
 
     def near(self, result: str) -> None:
         with self._lock:
@@ -230,16 +232,13 @@ current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
 )
 #: Whether anyone reads ``current`` (a ``SessionLogFilter``, ``sessionkit.telemetry``):
 #: until then a request sets no context, which would cost an object and a context write.
-_context_wanted = [False]
+#: A one-item list, read as ``CONTEXT_WANTED[0]`` by the engine (no call per request).
+CONTEXT_WANTED = [False]
 
 
 def want_request_context() -> None:
     """From now on every request sets ``current`` (called by its readers)."""
-    _context_wanted[0] = True
-
-
-def request_context_wanted() -> bool:
-    return _context_wanted[0]
+    CONTEXT_WANTED[0] = True
 
 
 class SessionLogFilter(logging.Filter):

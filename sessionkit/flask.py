@@ -79,10 +79,15 @@ class SessionKitInterface(SessionInterface):
         self.engine = engine
 
     def open_session(self, app: Flask, request: Any) -> SessionMixin | None:
+        # Here rather than in a ``before_request`` hook, which Flask would check for a
+        # coroutine function on every request.
+        self.engine.lifecycle.request_started()
         cookies = self.kit.cookies_for(app)
         if cookies is None:
             return None  # no secret key anywhere: Flask's null session says so
         try:
+            # The engine saves the session with the cookie it was loaded with: Flask's
+            # settings are read once per request.
             session: FlaskSession = self.engine.load(  # type: ignore[assignment]
                 request.environ.get("HTTP_COOKIE"), cookies)
         except StoreUnavailable as error:
@@ -90,14 +95,13 @@ class SessionKitInterface(SessionInterface):
         return session
 
     def is_null_session(self, obj: object) -> bool:
-        return isinstance(obj, UnavailableSession) or super().is_null_session(obj)
+        return isinstance(obj, (UnavailableSession, self.null_session_class))
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         assert isinstance(session, Session)
         try:
             result = self.engine.commit(session, https=_request_is_secure,
-                                        status=response.status_code,
-                                        cookies=self.kit.cookies_for(app))
+                                        status=response.status_code)
         except StoreUnavailable as error:
             # Too late for an error handler: turn this response into the 503 itself.
             response.status_code = 503
@@ -180,7 +184,6 @@ class SessionKit:
         app.session_interface = SessionKitInterface(self, engine)
         app.extensions[EXTENSION_KEY] = engine
         app.register_error_handler(StoreUnavailable, _unavailable_response)
-        app.before_request(engine.lifecycle.request_started)
 
     def config_for(self, app: Flask) -> SessionConfig:
         """The settings at startup: sessionkit's own, then Flask's where sessionkit has none."""
@@ -239,7 +242,8 @@ class SessionKit:
     def cookies_for(self, app: Flask) -> CookieWriter | None:
         """The cookie of this request, from ``app.config`` as it is now (cached while it does
         not change); None when there is no secret key at all (Flask's null session)."""
-        engine = self.engine
+        engine = self._engine  # (not the property: this runs per request, after init_app)
+        assert engine is not None
         if not self._own_secret:
             self._follow_secret_key(app, engine)
             if not self._has_secret:
@@ -269,7 +273,8 @@ class SessionKit:
 
     def _follow_secret_key(self, app: Flask, engine: SessionEngine) -> None:
         """Flask's ``SECRET_KEY`` may be set or rotated after ``init_app``: follow it."""
-        seen = (app.secret_key, app.config.get("SECRET_KEY_FALLBACKS"))
+        config = app.config  # (``app.secret_key`` is this lookup behind a descriptor)
+        seen = (config.get("SECRET_KEY"), config.get("SECRET_KEY_FALLBACKS"))
         if self._seen_keys is not None and seen[0] is self._seen_keys[0] and (
                 seen[1] is self._seen_keys[1]):
             return

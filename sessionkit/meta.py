@@ -92,7 +92,7 @@ def alive(record: Record, now: float, idle: float, absolute: float) -> bool:
     """Whether a session is live at ``now``: before its stored deadline and its absolute limit,
     and within its own limits (``within_own_limits``)."""
     return (record.expires_at > now and record.created_at + absolute > now
-            and within_own_limits(record, now, idle, absolute))
+            and (not record.meta or within_own_limits(record, now, idle, absolute)))
 
 
 def within_own_limits(record: Record, now: float, idle: float, absolute: float) -> bool:

@@ -10,14 +10,25 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 from .affinity import split_route
 from .backend import Backend, Found, Lookup, Miss, Steps
 from .ids import TOKEN_LENGTH, SessionIds
 from .session import SessionState
-from .stores.base import Create, Delete, ListUser, Load, On, Record, Store, Touch, Update
+from .stores.base import (
+    BlockingStore,
+    Create,
+    Delete,
+    ListUser,
+    Load,
+    On,
+    Record,
+    Store,
+    Touch,
+    Update,
+)
 
 logger = logging.getLogger("sessionkit")
 STAMP_SEPARATOR = "~"
@@ -50,6 +61,12 @@ class ServerSide(Backend):
         self.io_store = self.public_store = self.store = store
         self.secondaries = secondaries
         self.slides_on_load = store.capabilities.slides_on_load
+        self._local = not store.shared
+        # ``lookup_now`` calls the store's own ``load`` when its ``execute`` is the base's
+        # dispatch to it (one call fewer per read of this process's memory).
+        self._load_now: Callable[[Load], Record | None] = (
+            store.load if isinstance(store, BlockingStore)
+            and type(store).execute is BlockingStore.execute else store.execute)
         self._use(ids)
         self.instance_id = instance_id
         self._route_suffix = "." + instance_id
@@ -106,7 +123,7 @@ class ServerSide(Backend):
         cookie = self.parse(value)
         if isinstance(cookie, Miss):
             return cookie
-        record = self.store.execute(Load(cookie.key, now, self._idle, self._absolute))
+        record = self._load_now(Load(cookie.key, now, self._idle, self._absolute))
         return self._found(cookie, record, moved=False)
 
     def read(self, cookie: Cookie, now: float) -> Steps[Lookup]:
@@ -126,8 +143,7 @@ class ServerSide(Backend):
         token, key, generation, route = cookie.token, cookie.key, cookie.generation, cookie.route
         if record is None:
             return self.miss(route)
-        local = not self.store.shared
-        reroute = local and (moved or (route is not None and route != self.instance_id))
+        reroute = self._local and (moved or (route is not None and route != self.instance_id))
         # A hybrid-mode cookie: re-issue it without the stamp, or a hybrid instance it names
         # could take this instance's writes for its own copy's version (mixed fleets).
         reroute = reroute or bool(cookie.stamp)

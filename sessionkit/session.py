@@ -28,6 +28,7 @@ from .codecs import decode_copy, encode_value, unchanged_copy
 from .errors import StoreUnavailable
 
 if TYPE_CHECKING:
+    from .cookies import CookieWriter
     from .devices import Devices
 
 logger = logging.getLogger("sessionkit")
@@ -98,6 +99,9 @@ class SessionState:
     persistent: bool | None = None
     #: The session of a WebSocket connection: no cookie can be set.
     websocket = False
+    #: The cookie the session was loaded with, when not the configured one (a framework
+    #: whose settings change at run time): the commit writes the same.
+    cookies: CookieWriter | None = None
 
     def __init__(self, now: float = 0.0, expires_at: float = 0.0) -> None:
         self.created_at = now

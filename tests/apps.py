@@ -41,12 +41,11 @@ class RecordingStore(MemoryStore):
         return super().execute(op)
 
     def load(self, op: Load) -> Record | None:
-        stored = self._records.get(op.key)
-        before = (stored.expires_at, stored.accessed_at) if stored else None
-        snapshot = super().load(op)
-        if stored is not None and before is not None and not self.slides_on_load:
-            stored.expires_at, stored.accessed_at = before
-        return snapshot
+        if self.slides_on_load:
+            return super().load(op)
+        with self._lock:  # a copy of the record as it is: reading moves nothing
+            record = self._records.get(op.key)
+            return None if record is None else dataclasses.replace(record)
 
 
 def flask_app(**settings: Any) -> Any:

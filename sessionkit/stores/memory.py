@@ -66,14 +66,16 @@ class MemoryStore(BlockingStore):
     def load(self, op: Load) -> Record | None:
         with self._lock:
             record = self._records.get(op.key)
-            if record is None:
-                return None
-            snapshot = _copy(record)
-            if record.expires_at > op.now:  # expired: the engine deletes it
-                record.accessed_at = op.now
-                record.expires_at = deadline(record.created_at, op.now, op.idle, op.absolute)
-                self._records.move_to_end(op.key)
-            return snapshot
+            if record is None or record.expires_at <= op.now:  # expired: the engine deletes it
+                return record
+            # The slid record replaces this one, which the caller gets: no other reference
+            # to it is left here, so nothing changes it under the caller (one copy per read).
+            self._records[op.key] = Record(
+                record.fields, record.created_at,
+                deadline(record.created_at, op.now, op.idle, op.absolute), op.now,
+                record.user_id, record.version, record.instance, record.meta)
+            self._records.move_to_end(op.key)
+            return record
 
     def create(self, op: Create) -> bool:
         new = op.record
