@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, TypeAlias, TypeVar
 from . import events, migrate, peers
 from . import meta as facts
 from .affinity import debug_header, instance_id_for, routed_mode
-from .backend import Found, Miss
+from .backend import Found, Lookup, Miss
 from .config import SessionConfig
 from .cookies import CookieSettings, CookieStyle, CookieWriter, cookie_values
 from .devices import Devices, Handles
@@ -48,6 +48,8 @@ Delta: TypeAlias = tuple[dict[str, str], tuple[str, ...]]
 #: Stores that cannot slide expiry while reading get a write once this fraction of the idle
 #: timeout has passed since the last one, not on every request.
 TOUCH_FRACTION = 0.1
+#: No cookie at all (a frozen dataclass is dear to make: one for every request).
+_NEW = Miss("new")
 #: Authentic session cookies looked up per request at most (a stale cookie on a narrower path
 #: is sent before the live one on "/"; more than this is not a browser).
 _MAX_LOOKUPS = 3
@@ -159,14 +161,17 @@ class SessionEngine:
         """The session for a request's ``Cookie`` header (a fresh one when there is none).
         ``cookies`` replaces the configured cookie (a framework whose settings change); the
         commit then writes that cookie too, unless it is given another."""
-        return run_sync(self._load(cookie_header, cookies or self.cookies), self._perform)
+        cookies = cookies or self.cookies
+        if self.inline:
+            return self._load_inline(cookie_header, cookies)
+        return run_sync(self._load(cookie_header, cookies), self._perform)
 
     async def aload(self, cookie_header: str | None,
                     cookies: CookieWriter | None = None) -> Session:
+        cookies = cookies or self.cookies
         if self.inline:  # every operation a load can make is on this process's memory
-            return run_sync(self._load(cookie_header, cookies or self.cookies), self._perform)
-        return await run_async(self._load(cookie_header, cookies or self.cookies),
-                               self._aperform)
+            return self._load_inline(cookie_header, cookies)
+        return await run_async(self._load(cookie_header, cookies), self._aperform)
 
     def commit(self, session: Session, *, https: bool | Callable[[], bool] = False,
                status: int = 200, cookies: CookieWriter | None = None) -> CommitResult:
@@ -263,15 +268,40 @@ class SessionEngine:
         state.devices = self.devices
         return self.session_class(state=state)
 
-    def _load(self, cookie_header: str | None, cookies: CookieWriter) -> Steps[Session]:
-        now = self._now()
+    def _load_inline(self, cookie_header: str | None, cookies: CookieWriter) -> Session:
+        """A load whose every operation is on this process's memory. Its usual case, one
+        cookie naming a live session, is answered here without the steps' machinery (a
+        generator, its runner and the ``StopIteration`` carrying its result cost more than the
+        lookup); anything else goes through ``_load``, handed the lookup made here (a memory
+        read slides the session: a second lookup would see it used just now)."""
+        candidates = cookie_values(cookie_header, cookies.name)
+        first: tuple[float, Lookup] | None = None
+        if len(candidates) == 1:
+            direct = self._direct
+            assert direct is not None  # (``inline`` says so)
+            now = self._now()
+            result = direct(candidates[0], now)
+            if isinstance(result, Found) and facts.alive(
+                    result.record, now, self._idle, self._absolute):
+                session = self._loaded(result, now)
+                self._observe_lookup(session._state, cookies)
+                return session
+            first = (now, result)
+        return run_sync(self._load(cookie_header, cookies, first), self._perform)
+
+    def _load(self, cookie_header: str | None, cookies: CookieWriter,
+              first: tuple[float, Lookup] | None = None) -> Steps[Session]:
+        """``first``: the clock and the lookup of the only cookie, made already."""
+        now = self._now() if first is None else first[0]
         candidates = cookie_values(cookie_header, cookies.name)
         session: Session | None = None
-        miss = Miss("new")
+        miss = _NEW
         looked_up = 0
         direct = self._direct
         for value in candidates:
-            if direct is not None:
+            if first is not None:
+                result, first = first[1], None
+            elif direct is not None:
                 result = direct(value, now)  # this process's memory: nothing to wait for
             else:
                 result = yield from self.backend.lookup(value, now)
@@ -296,10 +326,7 @@ class SessionEngine:
             session = yield from self._import(cookie_header, candidates, now)
         if session is None:
             session = self._fresh(now, miss.reason, miss.route)
-        state = session._state
-        if cookies is not self.cookies:
-            state.cookies = cookies
-        self._observe_lookup(state)
+        self._observe_lookup(session._state, cookies)
         return session
 
     def _import(self, cookie_header: str | None, candidates: Sequence[str], now: float
@@ -367,7 +394,11 @@ class SessionEngine:
         log_id = self.backend.log_id
         return lambda: log_id(token) if token else None
 
-    def _observe_lookup(self, state: SessionState) -> None:
+    def _observe_lookup(self, state: SessionState, cookies: CookieWriter) -> None:
+        """Count and report how the session was found; remember the cookie it was loaded
+        with when it is not the configured one (the commit writes the same)."""
+        if cookies is not self.cookies:
+            state.cookies = cookies
         lookup = state.lookup
         if lookup == "hit":
             self.events.loaded(self._hasher, state.token)

@@ -151,7 +151,8 @@ class Session(dict[str, Any]):
 
     def __init__(self, data: Mapping[str, Any] | None = None, *,
                  state: SessionState | None = None) -> None:
-        super().__init__()
+        # (no ``dict.__init__``: the dict is empty already, and ``data`` goes through
+        # ``update`` below, which checks every key and value)
         self._state = state if state is not None else SessionState()
         #: True once the request read or wrote the session (responses then vary on Cookie).
         self.accessed = False
@@ -521,7 +522,7 @@ def loaded_session(session_class: type[Session], state: SessionState,
     """A session holding the values of stored ``fields`` (each key's text), with ``state``
     remembering what was loaded. A text that is not JSON is logged and left out (and left as
     it is in the store)."""
-    session = session_class(state=state)
+    values: dict[str, Any] = {}
     unreadable: list[str] = []
     pristine: dict[str, Any] = {}
     for key, text in fields.items():
@@ -532,11 +533,13 @@ def loaded_session(session_class: type[Session], state: SessionState,
                          "treating the key as absent", key)
             unreadable.append(key)
             continue
-        dict.__setitem__(session, key, value)
+        values[key] = value
         if original is not None:
             pristine[key] = original
+    session = session_class(state=state)
+    dict.update(session, values)
     state.raw = fields if isinstance(fields, dict) else dict(fields)
-    state.loaded = dict(dict.items(session))
+    state.loaded = values  # what was loaded, kept apart from the session the app changes
     if pristine:
         state.pristine = pristine
     if unreadable:
