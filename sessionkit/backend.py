@@ -12,7 +12,7 @@ engine's runner to perform on ``io_store`` and receives their results.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import Any, TypeAlias, TypeVar
 
 from .session import SessionState
@@ -60,6 +60,13 @@ class Backend:
 
     def lookup(self, value: str, now: float) -> Steps[Lookup]:
         raise NotImplementedError
+
+    #: ``hit_now(value, now)``: a lookup answered on the spot when it needs no I/O (a session
+    #: in this process's memory, a near-cache copy), else None, and then ``lookup`` decides.
+    #: None (the default): every lookup takes the steps. A backend that offers it makes sure
+    #: that what it did (a hit counted, say) is not done again by the steps: the engine hands
+    #: them any answer it gave.
+    hit_now: Callable[[str, float], Lookup | None] | None = None
 
     def miss(self, route: str | None) -> Miss:
         """How to classify a session found expired (or gone) under ``route``."""

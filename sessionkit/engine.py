@@ -150,6 +150,8 @@ class SessionEngine:
         #: Whether every operation of a request is on this process's memory (nothing to
         #: wait for): then async code may call ``load`` and ``commit`` directly.
         self.inline = self._direct is not None and not (self.migration or self._peer)
+        #: A lookup that may be answered without the steps (``Backend.hit_now``).
+        self._quick = self._direct or backend.hit_now
         #: A user's sessions, listed and revoked (``engine.store.user_sessions``).
         self.devices = Devices(backend, Handles(_handle_secrets(cfg.secret_keys, backend)),
                                self._now, self._idle, self._absolute, self._perform,
@@ -162,16 +164,20 @@ class SessionEngine:
         ``cookies`` replaces the configured cookie (a framework whose settings change); the
         commit then writes that cookie too, unless it is given another."""
         cookies = cookies or self.cookies
-        if self.inline:
-            return self._load_inline(cookie_header, cookies)
-        return run_sync(self._load(cookie_header, cookies), self._perform)
+        quick = self._quick_load(cookie_header, cookies) if self._quick is not None else None
+        if isinstance(quick, Session):
+            return quick
+        return run_sync(self._load(cookie_header, cookies, quick), self._perform)
 
     async def aload(self, cookie_header: str | None,
                     cookies: CookieWriter | None = None) -> Session:
         cookies = cookies or self.cookies
+        quick = self._quick_load(cookie_header, cookies) if self._quick is not None else None
+        if isinstance(quick, Session):
+            return quick
         if self.inline:  # every operation a load can make is on this process's memory
-            return self._load_inline(cookie_header, cookies)
-        return await run_async(self._load(cookie_header, cookies), self._aperform)
+            return run_sync(self._load(cookie_header, cookies, quick), self._perform)
+        return await run_async(self._load(cookie_header, cookies, quick), self._aperform)
 
     def commit(self, session: Session, *, https: bool | Callable[[], bool] = False,
                status: int = 200, cookies: CookieWriter | None = None) -> CommitResult:
@@ -268,26 +274,29 @@ class SessionEngine:
         state.devices = self.devices
         return self.session_class(state=state)
 
-    def _load_inline(self, cookie_header: str | None, cookies: CookieWriter) -> Session:
-        """A load whose every operation is on this process's memory. Its usual case, one
-        cookie naming a live session, is answered here without the steps' machinery (a
-        generator, its runner and the ``StopIteration`` carrying its result cost more than the
-        lookup); anything else goes through ``_load``, handed the lookup made here (a memory
-        read slides the session: a second lookup would see it used just now)."""
+    def _quick_load(self, cookie_header: str | None, cookies: CookieWriter
+                    ) -> Session | tuple[float, Lookup] | None:
+        """Most requests: one cookie, naming a live session that this process holds (its
+        memory, a near-cache copy). Answered here without the steps' machinery (generators,
+        their runner and the ``StopIteration`` carrying each result cost more than the
+        lookup). Otherwise the clock and the answer the quick lookup gave, if any, which
+        ``_load`` takes over (a memory read slides the session: a second lookup would see
+        it used just now)."""
         candidates = cookie_values(cookie_header, cookies.name)
-        first: tuple[float, Lookup] | None = None
-        if len(candidates) == 1:
-            direct = self._direct
-            assert direct is not None  # (``inline`` says so)
-            now = self._now()
-            result = direct(candidates[0], now)
-            if isinstance(result, Found) and facts.alive(
-                    result.record, now, self._idle, self._absolute):
-                session = self._loaded(result, now)
-                self._observe_lookup(session._state, cookies)
-                return session
-            first = (now, result)
-        return run_sync(self._load(cookie_header, cookies, first), self._perform)
+        if len(candidates) != 1:
+            return None
+        quick = self._quick
+        assert quick is not None
+        now = self._now()
+        result = quick(candidates[0], now)
+        if result is None:
+            return None
+        if isinstance(result, Found) and facts.alive(
+                result.record, now, self._idle, self._absolute):
+            session = self._loaded(result, now)
+            self._observe_lookup(session._state, cookies)
+            return session
+        return now, result
 
     def _load(self, cookie_header: str | None, cookies: CookieWriter,
               first: tuple[float, Lookup] | None = None) -> Steps[Session]:

@@ -57,7 +57,7 @@ from typing import Any
 from .backend import Found, Lookup, Miss, Steps
 from .events import Events
 from .ids import SessionIds
-from .serverside import STAMP_SEPARATOR, ServerSide
+from .serverside import STAMP_SEPARATOR, Cookie, ServerSide
 from .session import SessionState
 from .stores.base import Delete, DeleteUser, Op, R, Record, Store, Touch, merge_fields
 
@@ -316,20 +316,33 @@ class NearBackend(ServerSide):
         if self.events is not None:
             self.events.near(result)
 
+    def hit_now(self, value: str, now: float) -> Lookup | None:
+        """A copy here, served without the steps (most requests); else None."""
+        cookie = self.parse(value)
+        if isinstance(cookie, Miss):
+            return None
+        return self._near(cookie, now)[0]
+
+    def _near(self, cookie: Cookie, now: float) -> tuple[Found | None, str]:
+        """The copy here (a hit, counted), or None and why not (counted by the read)."""
+        if self.invalidations is not None:
+            self.invalidations.start()  # here, not at import: after a pre-fork server forks
+        if cookie.route != self.instance_id:
+            return None, "route_elsewhere"
+        record, result = self.cache.lookup(cookie.key, cookie.stamp, now, self.max_age)
+        if record is None:
+            return None, result
+        self._count(result)
+        return Found(record, cookie.token, cookie.key, cookie.route, cookie.generation), result
+
     def lookup(self, value: str, now: float) -> Steps[Lookup]:
         cookie = self.parse(value)
         if isinstance(cookie, Miss):
             return cookie
-        if self.invalidations is not None:
-            self.invalidations.start()  # here, not at import: after a pre-fork server forks
+        near, result = self._near(cookie, now)
+        if near is not None:
+            return near
         here = cookie.route == self.instance_id
-        if here:
-            record, result = self.cache.lookup(cookie.key, cookie.stamp, now, self.max_age)
-            if record is not None:
-                self._count(result)
-                return Found(record, cookie.token, cookie.key, cookie.route, cookie.generation)
-        else:
-            result = "route_elsewhere"
         self._count(result)
         since = self.cache.begin_load(cookie.key)
         try:
