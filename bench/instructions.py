@@ -19,6 +19,7 @@ its layer is what the framework's own session hooks cost, below which no library
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -69,10 +70,13 @@ driver.run(plan(n, 100, start=300))
 
 def instructions(variant: str, requests: int, redis_url: str, out: str = "/dev/null") -> int:
     code = CHILD.format(root=str(ROOT))
+    # One hash seed for every run: string hashes shape dict layouts and so the count, which
+    # otherwise moves by about 1% from run to run of the same code.
     done = subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
          "-c", code, variant, str(requests), redis_url],
-        capture_output=True, text=True, timeout=1800, check=True)
+        capture_output=True, text=True, timeout=1800, check=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"})
     found = re.search(r"Collected : (\d+)", done.stderr)
     if found is None:
         raise RuntimeError(f"callgrind printed no total for {variant}: {done.stderr[-500:]}")

@@ -319,8 +319,8 @@ class NearBackend(ServerSide):
     def hit_now(self, value: str, now: float) -> Lookup | None:
         """A copy here, served without the steps (most requests); else None."""
         cookie = self.parse(value)
-        if isinstance(cookie, Miss):
-            return None
+        if isinstance(cookie, Miss) or cookie.route != self.instance_id:
+            return None  # (no copy to serve: the steps read the store)
         return self._near(cookie, now)[0]
 
     def _near(self, cookie: Cookie, now: float) -> tuple[Found | None, str]:
