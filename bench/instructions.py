@@ -70,8 +70,8 @@ driver.run(plan(n, 100, start=300))
 
 def instructions(variant: str, requests: int, redis_url: str, out: str = "/dev/null") -> int:
     code = CHILD.format(root=str(ROOT))
-    # One hash seed for every run: string hashes shape dict layouts and so the count, which
-    # otherwise moves by about 1% from run to run of the same code.
+    # One hash seed for every run: one cause fewer of counts that differ between runs of the
+    # same code (session ids are random, so they still differ, by about 1%).
     done = subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
          "-c", code, variant, str(requests), redis_url],
