@@ -202,7 +202,7 @@ class SessionEngine:
         the steps that save, for ``commit`` and ``acommit`` to run with their own I/O."""
         if not saves_session(status):
             return NOTHING
-        state = session._state  # (``state_of``, without the call: this runs per request)
+        state = state_of(session)
         cookies = cookies or state.cookies or self.cookies
         settled, delta = self._settled(session, state, cookies)
         if settled is not None:
@@ -294,7 +294,7 @@ class SessionEngine:
         if isinstance(result, Found) and facts.alive(
                 result.record, now, self._idle, self._absolute):
             session = self._loaded(result, now)
-            self._observe_lookup(session._state, cookies)
+            self._observe_lookup(state_of(session), cookies)
             return session
         return now, result
 
@@ -335,7 +335,7 @@ class SessionEngine:
             session = yield from self._import(cookie_header, candidates, now)
         if session is None:
             session = self._fresh(now, miss.reason, miss.route)
-        self._observe_lookup(session._state, cookies)
+        self._observe_lookup(state_of(session), cookies)
         return session
 
     def _import(self, cookie_header: str | None, candidates: Sequence[str], now: float
