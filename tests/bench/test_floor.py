@@ -3,8 +3,6 @@ would make every layer look dearer than it is."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from bench import apps
