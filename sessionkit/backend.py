@@ -67,6 +67,8 @@ class Backend:
     #: that what it did (a hit counted, say) is not done again by the steps: the engine hands
     #: them any answer it gave.
     hit_now: Callable[[str, float], Lookup | None] | None = None
+    #: ``hit_now`` answers every lookup (this process's memory, nowhere else to look).
+    inline: bool = False
 
     def miss(self, route: str | None) -> Miss:
         """How to classify a session found expired (or gone) under ``route``."""

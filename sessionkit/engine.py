@@ -32,7 +32,6 @@ from .lifecycle import Lifecycle
 from .nearcache import NearBackend
 from .resolve import build_backend, shared_store
 from .sansio import run_async, run_sync
-from .serverside import ServerSide
 from .session import Session, SessionState, loaded_session, state_of
 from .stores import Store
 from .stores.base import On, Record, Request, deadline
@@ -143,15 +142,12 @@ class SessionEngine:
         self.lifecycle = Lifecycle(self.instance_id, local, drain_to, absolute=self._absolute,
                                    drain_seconds=cfg.drain_seconds, now=self._now)
         self._debug_header = bool(cfg.debug_header)
-        # A lookup answered on the spot (this process's memory, nowhere else to look), and a
-        # load that then waits for nothing at all (no import from another store either).
-        direct = isinstance(backend, ServerSide) and type(backend).lookup is ServerSide.lookup
-        self._direct = backend.lookup_now if direct and backend.direct else None  # type: ignore[attr-defined]
         #: Whether every operation of a request is on this process's memory (nothing to
-        #: wait for): then async code may call ``load`` and ``commit`` directly.
-        self.inline = self._direct is not None and not (self.migration or self._peer)
+        #: wait for, no import from another store either): then async code may call ``load``
+        #: and ``commit`` directly.
+        self.inline = backend.inline and not (self.migration or self._peer)
         #: A lookup that may be answered without the steps (``Backend.hit_now``).
-        self._quick = self._direct or backend.hit_now
+        self._quick = backend.hit_now
         #: A user's sessions, listed and revoked (``engine.store.user_sessions``).
         self.devices = Devices(backend, Handles(_handle_secrets(cfg.secret_keys, backend)),
                                self._now, self._idle, self._absolute, self._perform,
@@ -306,14 +302,14 @@ class SessionEngine:
         session: Session | None = None
         miss = _NEW
         looked_up = 0
-        direct = self._direct
+        quick = self._quick
         for value in candidates:
             if first is not None:
                 result, first = first[1], None
-            elif direct is not None:
-                result = direct(value, now)  # this process's memory: nothing to wait for
             else:
-                result = yield from self.backend.lookup(value, now)
+                answer = quick(value, now) if quick is not None else None
+                result = answer if answer is not None else (  # else the steps look it up
+                    yield from self.backend.lookup(value, now))
             if isinstance(result, Found):
                 record = result.record
                 if facts.alive(record, now, self._idle, self._absolute):

@@ -72,6 +72,13 @@ class ServerSide(Backend):
         self._route_suffix = "." + instance_id
         self._idle = idle
         self._absolute = absolute
+        # A store in this process and nowhere else to look: every lookup is answered on the
+        # spot, so ``hit_now`` is the whole lookup (a subclass with its own ``lookup`` offers
+        # its own ``hit_now``, if any).
+        self.inline = (store.capabilities.nonblocking and not secondaries
+                       and type(self).lookup is ServerSide.lookup)
+        if self.inline:
+            self.hit_now = self.lookup_now
 
     def _use(self, ids: SessionIds) -> None:
         self.ids = ids
@@ -112,14 +119,8 @@ class ServerSide(Backend):
             return cookie
         return (yield from self.read(cookie, now))
 
-    @property
-    def direct(self) -> bool:
-        """Whether a lookup needs no I/O to wait for (a store in this process, and nowhere
-        else to look): then ``lookup_now`` answers at once, without the steps' machinery."""
-        return self.store.capabilities.nonblocking and not self.secondaries
-
     def lookup_now(self, value: str, now: float) -> Lookup:
-        """``lookup``, performed on the spot (only when ``direct``)."""
+        """``lookup``, performed on the spot (``hit_now`` when ``inline``)."""
         cookie = self.parse(value)
         if isinstance(cookie, Miss):
             return cookie
